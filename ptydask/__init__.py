@@ -1,0 +1,41 @@
+"""ptydask: lazy, out-of-core preparation of ptychography data into ptypy's ``.ptyd`` format.
+
+Data flow: sources -> Scan (lazy ``xarray.Dataset``) -> steps -> sinks.
+"""
+
+from .errors import (
+    FormatError,
+    GeometryError,
+    OutputError,
+    OutputExistsError,
+    ParameterError,
+    PtydaskError,
+    RecipeError,
+    ScanError,
+    SourceError,
+)
+from .scan import META_KEYS, frames_expected, frames_present, from_arrays, is_complete, meta_of, validate_scan
+from .ptyd import open_ptyd, to_ptyd
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "from_arrays",
+    "to_ptyd",
+    "open_ptyd",
+    "frames_present",
+    "frames_expected",
+    "is_complete",
+    "meta_of",
+    "validate_scan",
+    "META_KEYS",
+    "PtydaskError",
+    "ParameterError",
+    "ScanError",
+    "GeometryError",
+    "FormatError",
+    "SourceError",
+    "RecipeError",
+    "OutputError",
+    "OutputExistsError",
+]

@@ -1,0 +1,157 @@
+"""Compute Dask blocks a few at a time, so that sinks can consume them with bounded memory.
+
+Sinks (the ``.ptyd`` writer, the package iterator) need the frames of one block
+as numpy arrays, block after block, never the whole scan. ``iter_blocks``
+optimises the graph once, then computes each block's culled sub-graph with at
+most ``max_in_flight`` blocks under way: in a thread pool by default, or on the
+active ``distributed`` client when there is one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.local import get_sync
+from dask.optimization import cull
+
+
+def active_client() -> Any:
+    """The ``distributed.Client`` Dask would use now, or ``None``."""
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a core dependency
+        return None
+    scheduler = dask.config.get("scheduler", None)
+    if scheduler not in (None, "dask.distributed", "distributed"):
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def block_ranges(chunks: Sequence[int]) -> list[tuple[int, int]]:
+    """(start, stop) of each block along an axis with Dask chunk sizes ``chunks``."""
+    out, start = [], 0
+    for size in chunks:
+        out.append((start, start + size))
+        start += size
+    return out
+
+
+def iter_blocks(
+    arrays: Sequence[da.Array],
+    *,
+    blocks: Sequence[int] | None = None,
+    max_in_flight: int | None = None,
+    post: Callable[[int, tuple[np.ndarray, ...]], Any] | None = None,
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(block_index, result)`` as blocks finish, in completion order.
+
+    ``arrays`` share their chunking along axis 0 and are unchunked elsewhere;
+    block ``i`` of every array is computed together (shared inputs are read
+    once). ``result`` is the tuple of numpy blocks, or ``post(i, blocks)`` when
+    ``post`` is given; ``post`` runs in the worker (e.g. to compress a block
+    off the main thread). ``blocks`` selects which block indices to compute
+    (default: all). At most ``max_in_flight`` blocks (default: CPU count) are
+    computed or waiting at any time.
+    """
+    if not arrays:
+        return
+    chunks0 = arrays[0].chunks[0]
+    for a in arrays:
+        if a.chunks[0] != chunks0 or any(len(c) != 1 for c in a.chunks[1:]):
+            raise ValueError("iter_blocks: arrays must share frame chunks and be unchunked on other axes")
+    todo = list(range(len(chunks0))) if blocks is None else list(blocks)
+    if not todo:
+        return
+    optimized = dask.optimize(*arrays)
+    graph: dict = {}
+    for a in optimized:
+        graph.update(a.__dask_graph__())
+    names = [a.name for a in optimized]
+
+    def keys_of(i: int) -> list:
+        return [(name, i) + (0,) * (a.ndim - 1) for name, a in zip(names, optimized)]
+
+    client = active_client()
+    if client is not None:
+        yield from _iter_distributed(client, graph, todo, keys_of, max_in_flight, post)
+        return
+    workers = max_in_flight or os.cpu_count() or 1
+
+    def run(i: int) -> Any:
+        keys = keys_of(i)
+        sub, _ = cull(graph, keys)
+        results = tuple(get_sync(sub, keys))
+        return post(i, results) if post is not None else results
+
+    yield from _bounded(todo, workers, run)
+
+
+def _bounded(todo: list[int], workers: int, run: Callable[[int], Any]) -> Iterator[tuple[int, Any]]:
+    pending: dict[Future, int] = {}
+    queue = iter(todo)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ptydask-block") as pool:
+        try:
+            for i in queue:
+                pending[pool.submit(run, i)] = i
+                if len(pending) >= workers:
+                    break
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = pending.pop(fut)
+                    yield i, fut.result()
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        pending[pool.submit(run, nxt)] = nxt
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _iter_distributed(client, graph, todo, keys_of, max_in_flight, post) -> Iterator[tuple[int, Any]]:
+    from distributed import as_completed
+
+    window = max_in_flight or max(2, 2 * len(client.scheduler_info().get("workers", {})))
+
+    def submit(i: int):
+        keys = keys_of(i)
+        sub, _ = cull(graph, keys)
+        futures = client.get(sub, keys, sync=False)
+        if post is None:
+            return futures
+        return client.submit(_apply_post, post, i, futures, pure=False)
+
+    queue = iter(todo)
+    meta: dict = {}
+    ac = as_completed()
+    for i in queue:
+        fut = submit(i)
+        handle = fut if post is not None else client.submit(tuple, fut, pure=False)
+        meta[handle.key] = i
+        ac.add(handle)
+        if len(meta) >= window:
+            break
+    for fut in ac:
+        i = meta.pop(fut.key)
+        result = fut.result()
+        fut.release()
+        yield i, result
+        nxt = next(queue, None)
+        if nxt is not None:
+            handle = submit(nxt)
+            handle = handle if post is not None else client.submit(tuple, handle, pure=False)
+            meta[handle.key] = nxt
+            ac.add(handle)
+
+
+def _apply_post(post: Callable, i: int, results: Sequence[np.ndarray]) -> Any:
+    return post(i, tuple(results))

@@ -1,0 +1,392 @@
+"""Write a Scan as a ptypy-compatible ``.ptyd`` file (spec: ptyd-format.md §1, §2, §5, §6).
+
+Each Dask block of frames becomes one ``chunks/<n>`` group (``save="append"``),
+one part file linked from the master (``"link"``), or a slice of the single
+group ``chunks/0`` (``"merge"``). Blocks are computed a few at a time and
+compressed in worker threads; the main thread only writes finished HDF5
+chunks (``write_direct_chunk``), so memory stays bounded by a few blocks and
+gzip runs in parallel. HDF5 chunks hold whole frames (one frame per chunk by
+default), which is what makes ptypy's own per-frame reader fast.
+
+Writes are atomic: everything goes to ``<name>.incomplete`` files that are
+renamed into place only when the whole scan is written; an error or an
+interruption leaves no file that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zlib
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import h5py
+import numpy as np
+import xarray as xr
+
+from .. import __name__ as _pkg
+from ..blocks import block_ranges, iter_blocks
+from ..errors import GeometryError, OutputError, OutputExistsError, ParameterError, ScanError
+from ..scan import META_KEYS, meta_of, validate_scan
+from .h5rw import set_root_attrs, write_value
+
+SAVE_MODES = ("append", "link", "merge")
+INCOMPLETE = ".incomplete"
+
+
+def to_ptyd(
+    scan: xr.Dataset,
+    path: str | os.PathLike,
+    save: str = "append",
+    chunk_format: str = ".chunk%02d",
+    overwrite: bool = False,
+    *,
+    compression: str | None = "gzip",
+    compression_level: int = 1,
+    shuffle: bool = True,
+    frames_per_hdf5_chunk: int = 1,
+    progress: bool | None = None,
+    max_in_flight: int | None = None,
+) -> Path:
+    """Write ``scan`` to ``path`` as a ``.ptyd`` file that ptypy's ``PtydScan`` reads.
+
+    Parameters
+    ----------
+    save : ``"append"`` (one ``chunks/<n>`` group per Dask block), ``"link"``
+        (one part file per block, named ``<file name><chunk_format % n>`` beside
+        the master and linked by bare name), or ``"merge"`` (a single chunk group).
+    chunk_format : printf pattern of the part-file suffix (``link`` mode).
+    overwrite : replace an existing output; otherwise an existing output is an error.
+    compression : ``"gzip"`` (readable by any h5py/ptypy) or ``None``.
+    compression_level : gzip level 0-9.   shuffle : byte-shuffle before gzip.
+    frames_per_hdf5_chunk : frames per HDF5 chunk (whole frames, never split).
+    progress : show a progress bar; ``None`` = only when stderr is a terminal.
+    max_in_flight : blocks computed at once (default: CPU count).
+
+    Returns the path of the master file.
+    """
+    scan = validate_scan(scan)
+    path = Path(path)
+    options = _check_options(save, chunk_format, compression, compression_level, frames_per_hdf5_chunk)
+    options["shuffle"] = bool(shuffle)
+    plan = _Plan(scan, path, save, chunk_format, options)
+    _check_output(path, overwrite)
+    written: list[Path] = []
+    try:
+        plan.write(written, progress, max_in_flight)
+        _finalize(plan, written, overwrite)
+    except BaseException:
+        for p in written:
+            _remove(p)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_options(save, chunk_format, compression, level, k) -> dict[str, Any]:
+    if save not in SAVE_MODES:
+        raise ParameterError(f"save: expected one of {', '.join(map(repr, SAVE_MODES))}, got {save!r}")
+    try:
+        first = chunk_format % 0
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"chunk_format: expected a printf pattern with one integer field such as '.chunk%02d', got {chunk_format!r}"
+        ) from None
+    if not isinstance(chunk_format, str) or "/" in first or os.sep in first or first == chunk_format % 1:
+        raise ParameterError(f"chunk_format: {chunk_format!r} must give distinct bare file-name suffixes")
+    if compression not in (None, "gzip"):
+        raise ParameterError(
+            f"compression: expected 'gzip' or None, got {compression!r} (files for ptypy must use filters built into h5py)"
+        )
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level <= 9:
+        raise ParameterError(f"compression_level: expected an integer 0-9, got {level!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ParameterError(f"frames_per_hdf5_chunk: expected an integer >= 1, got {k!r}")
+    return {"compression": compression, "level": int(level), "k": int(k)}
+
+
+def _check_output(path: Path, overwrite: bool) -> None:
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory; give the path of the .ptyd file to write")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the output folder {parent}: {exc.strerror or exc}") from exc
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{path}: the folder {parent} is not writable")
+
+
+def _required_geometry(scan: xr.Dataset) -> None:
+    for key, unit in (("energy", "keV"), ("distance", "m"), ("psize", "m")):
+        if scan.attrs.get(key) is None:
+            raise GeometryError(
+                f"{key}: not set on the scan; ptypy needs it in meta/{key} ({unit}); "
+                f"pass {key}= to from_arrays/open_frames or set scan.attrs[{key!r}]"
+            )
+
+
+# --------------------------------------------------------------------------- plan
+
+
+class _Plan:
+    """Everything the writer needs, checked before the first byte is written."""
+
+    def __init__(self, scan: xr.Dataset, path: Path, save: str, chunk_format: str, options: dict[str, Any]):
+        n, h, w = scan["data"].shape
+        if n == 0:
+            raise ScanError(f"{path}: the scan has no frames; an empty .ptyd cannot be read by ptypy")
+        if "positions" not in scan:
+            raise ScanError(
+                "positions: the scan has none; a .ptyd needs (y, x) positions in metres for every frame "
+                "(ptypy cannot reconstruct without them); pass positions= to from_arrays"
+            )
+        _required_geometry(scan)
+        self.path, self.save, self.chunk_format = path, save, chunk_format
+        self.k = min(options["k"], n)
+        self.compression, self.level = options["compression"], options["level"]
+        self.shuffle = options["shuffle"]
+        self.shape = (n, h, w)
+        data = scan["data"].data
+        self.data = data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=(n, h, w))
+        self.data = self.data.rechunk((self.data.chunks[0], h, w))
+        self.ranges = block_ranges(self.data.chunks[0])
+        wts = scan["weights"] if "weights" in scan else None
+        self.weights2d: np.ndarray | None = None
+        self.weights3d: da.Array | None = None
+        if wts is None:
+            self.weights2d = np.ones((h, w), dtype=np.float64)
+        elif wts.dims == ("y", "x"):
+            self.weights2d = np.asarray(wts.values)
+        else:
+            wdata = wts.data if isinstance(wts.data, da.Array) else da.from_array(np.asarray(wts.data))
+            self.weights3d = wdata.rechunk((self.data.chunks[0], h, w))
+        self.positions = np.asarray(scan["positions"].values, dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(self.positions).all(axis=1))
+        if bad.size:
+            raise ScanError(f"positions: {bad.size} row(s) are NaN or infinite, first at frame {bad[0]}")
+        self.indices = (
+            np.asarray(scan["indices"].values, dtype=np.int64) if "indices" in scan else np.arange(n, dtype=np.int64)
+        )
+        self.meta = meta_of(scan)
+        self.info = _documentable(
+            {
+                **(scan.attrs.get("info") or {}),
+                "writer": f"{_pkg} {_version()}",
+                "save": save,
+                "chunk_format": chunk_format,
+                "dfile": path.name,
+                "compression": "none" if self.compression is None else f"{self.compression}:{self.level}",
+                "shuffle": self.shuffle,
+                "frames_per_hdf5_chunk": self.k,
+                "propagation": scan.attrs.get("propagation", "farfield"),
+            }
+        )
+        self.wdtype = self.weights2d.dtype if self.weights2d is not None else self.weights3d.dtype
+        self._weights2d_chunk: bytes | None = None
+
+    # -- names
+    def tmp(self, p: Path) -> Path:
+        return p.with_name(p.name + INCOMPLETE)
+
+    def part_path(self, i: int) -> Path:
+        return self.path.with_name(self.path.name + self.chunk_format % i)
+
+    # -- writing
+    def write(self, written: list[Path], progress: bool | None, max_in_flight: int | None) -> None:
+        master_tmp = self.tmp(self.path)
+        if master_tmp.exists():
+            warnings.warn(f"removing {master_tmp}, left behind by an interrupted write", stacklevel=3)
+        written.append(master_tmp)
+        try:
+            f = h5py.File(master_tmp, "w")
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot create {master_tmp}: {exc}") from exc
+        with f:
+            set_root_attrs(f)
+            chunks = f.create_group("chunks")
+            chunks.attrs.create("type", "dict", dtype=h5py.string_dtype())
+            meta = f.create_group("meta")
+            meta.attrs.create("type", "dict", dtype=h5py.string_dtype())
+            for key in META_KEYS:
+                write_value(meta, key, self.meta[key])
+            write_value(f, "info", self.info)
+            merged = None
+            if self.save == "merge":
+                merged = chunks.create_group("0")
+                merged.attrs.create("type", "dict", dtype=h5py.string_dtype())
+                self._create_frame_datasets(merged, self.shape[0])
+                self._write_small(merged, 0, self.shape[0])
+            arrays = [self.data] + ([self.weights3d] if self.weights3d is not None else [])
+            bar = _progress_bar(len(self.ranges), progress, self.path.name)
+            try:
+                for i, encoded in iter_blocks(arrays, max_in_flight=max_in_flight, post=self._encode_block):
+                    start, stop = self.ranges[i]
+                    if self.save == "merge":
+                        self._write_block(merged, start, encoded)
+                    elif self.save == "append":
+                        grp = chunks.create_group(str(i))
+                        grp.attrs.create("type", "dict", dtype=h5py.string_dtype())
+                        self._create_frame_datasets(grp, stop - start)
+                        self._write_block(grp, 0, encoded)
+                        self._write_small(grp, start, stop)
+                    else:
+                        part = self.part_path(i)
+                        part_tmp = self.tmp(part)
+                        written.append(part_tmp)
+                        with h5py.File(part_tmp, "w") as pf:
+                            set_root_attrs(pf)
+                            self._create_frame_datasets(pf, stop - start)
+                            self._write_block(pf, 0, encoded)
+                            self._write_small(pf, start, stop)
+                        chunks[str(i)] = h5py.ExternalLink(part.name, "/")
+                    if bar is not None:
+                        bar.update(1)
+            finally:
+                if bar is not None:
+                    bar.close()
+
+    def _create_frame_datasets(self, grp: h5py.Group, n: int) -> None:
+        _, h, w = self.shape
+        k = min(self.k, n)
+        opts: dict[str, Any] = {"chunks": (k, h, w)}
+        if self.compression == "gzip":
+            opts.update(compression="gzip", compression_opts=self.level, shuffle=self.shuffle)
+        for name, dtype in (("data", self.data.dtype), ("weights", self.wdtype)):
+            ds = grp.create_dataset(name, shape=(n, h, w), dtype=dtype, **opts)
+            ds.attrs.create("type", "array", dtype=h5py.string_dtype())
+
+    def _write_small(self, grp: h5py.Group, start: int, stop: int) -> None:
+        pos = grp.create_dataset("positions", data=self.positions[start:stop], compression="gzip")
+        pos.attrs.create("type", "array", dtype=h5py.string_dtype())
+        idx = grp.create_dataset("indices", data=self.indices[start:stop], compression="gzip")
+        idx.attrs.create("type", "arraylist", dtype=h5py.string_dtype())
+
+    # -- encoding (runs in worker threads / processes)
+    def _encode_block(self, i: int, blocks: tuple[np.ndarray, ...]) -> dict[str, Any]:
+        start, stop = self.ranges[i]
+        offset = 0 if self.save != "merge" else start
+        out = {"n": stop - start, "offset": offset}
+        aligned = offset % self.k == 0
+        names = ["data"] + (["weights"] if self.weights3d is not None else [])
+        for name, arr in zip(names, blocks):
+            arr = np.ascontiguousarray(arr)
+            out[name] = self._encode(arr) if aligned else arr
+        return out
+
+    def _encode(self, arr: np.ndarray) -> list[bytes]:
+        """Whole-frame HDF5 chunks of ``arr`` as the bytes the filter pipeline would store."""
+        k = self.k
+        pieces = []
+        for s in range(0, arr.shape[0], k):
+            piece = arr[s : s + k]
+            if piece.shape[0] < k:
+                piece = np.concatenate([piece, np.zeros((k - piece.shape[0],) + piece.shape[1:], piece.dtype)])
+            if self.compression is None:
+                pieces.append(piece.tobytes())
+                continue
+            raw = piece.view(np.uint8).reshape(-1, piece.dtype.itemsize)
+            raw = raw.T.tobytes() if (self.shuffle and piece.dtype.itemsize > 1) else raw.tobytes()
+            pieces.append(zlib.compress(raw, self.level))
+        return pieces
+
+    def _write_block(self, grp: h5py.Group, offset: int, encoded: dict[str, Any]) -> None:
+        n = encoded["n"]
+        self._write_frames(grp["data"], offset, n, encoded["data"])
+        if self.weights3d is not None:
+            self._write_frames(grp["weights"], offset, n, encoded["weights"])
+        else:
+            self._write_constant_weights(grp["weights"], offset, n)
+
+    def _write_frames(self, ds: h5py.Dataset, offset: int, n: int, payload: Any) -> None:
+        if isinstance(payload, np.ndarray):
+            ds[offset : offset + n] = payload
+            return
+        for j, chunk in enumerate(payload):
+            ds.id.write_direct_chunk((offset + j * self.k, 0, 0), chunk, filter_mask=0)
+
+    def _write_constant_weights(self, ds: h5py.Dataset, offset: int, n: int) -> None:
+        k = self.k
+        if offset % k:
+            ds[offset : offset + n] = np.broadcast_to(self.weights2d, (n,) + self.weights2d.shape)
+            return
+        if self._weights2d_chunk is None:
+            tile = np.ascontiguousarray(np.broadcast_to(self.weights2d, (k,) + self.weights2d.shape))
+            self._weights2d_chunk = self._encode(tile)[0]
+        full = n // k
+        for j in range(full):
+            ds.id.write_direct_chunk((offset + j * k, 0, 0), self._weights2d_chunk, filter_mask=0)
+        if n % k:
+            rest = np.broadcast_to(self.weights2d, (n % k,) + self.weights2d.shape)
+            ds.id.write_direct_chunk((offset + full * k, 0, 0), self._encode(np.ascontiguousarray(rest))[0], filter_mask=0)
+
+
+# --------------------------------------------------------------------------- finishing
+
+
+def _finalize(plan: _Plan, written: list[Path], overwrite: bool) -> None:
+    """Rename the finished files into place: old master first out, new master last in."""
+    if plan.path.exists():
+        if not overwrite:  # appeared while we were writing
+            raise OutputExistsError(f"{plan.path}: was created by someone else while writing; not replaced")
+        _remove(plan.path)
+    master_tmp = plan.tmp(plan.path)
+    parts = [p for p in written if p != master_tmp]
+    for p in parts:
+        os.replace(p, p.with_name(p.name[: -len(INCOMPLETE)]))
+    if overwrite and plan.save == "link":
+        i = len(plan.ranges)
+        while plan.part_path(i).exists():  # stale parts of a longer previous scan
+            _remove(plan.part_path(i))
+            i += 1
+    os.replace(master_tmp, plan.path)
+    written.clear()
+
+
+def _remove(p: Path) -> None:
+    try:
+        p.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _documentable(value: Any) -> Any:
+    """A copy of ``value`` made of what h5rw can store (other objects become their repr)."""
+    if isinstance(value, dict):
+        return {str(k): _documentable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_documentable(v) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, np.ndarray):
+        return value if value.dtype.kind in "biuf" else repr(value.tolist())
+    if value is None or isinstance(value, (str, bool, int, float, np.generic)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return repr(value)
+
+
+def _progress_bar(total: int, progress: bool | None, desc: str):
+    if progress is None:
+        import sys
+
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=f"writing {desc}", unit="block")
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
