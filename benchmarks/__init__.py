@@ -1,0 +1,1 @@
+"""ptydask benchmarks: ``python -m benchmarks --help``. Results are written to ``benchmarks/RESULTS.md``."""

@@ -1,0 +1,73 @@
+"""Run benchmarks and write ``benchmarks/RESULTS.md``.
+
+    python -m benchmarks memory [--sizes 1 2 4 8]   # writer peak memory against scan size
+
+Each case runs in a fresh child process that reports its wall time and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from .common import HERE, machine, run_child
+
+RESULTS_JSON = HERE / "results.json"
+
+
+def _memory(args: argparse.Namespace) -> dict:
+    rows = []
+    for gib in args.sizes:
+        r = run_child("write_memory", "--gib", str(gib), "--save", args.save)
+        rows.append(r)
+        print(f"{gib:>5} GiB: {r['seconds']:.1f} s, peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
+    return {"memory": {"save": args.save, "rows": rows}}
+
+
+def _write_markdown(results: dict) -> None:
+    lines = ["# Benchmark results", "", f"Machine: {results.get('machine', '?')}  ", f"Date: {results.get('date', '?')}", ""]
+    mem = results.get("memory")
+    if mem:
+        lines += [
+            "## Writer memory against scan size (`python -m benchmarks memory`)",
+            "",
+            f"`to_ptyd(save={mem['save']!r})` of lazily generated 512x512 uint16 frames (a bright disk plus counting noise, "
+            "generated inside the Dask graph, 128 frames per block), gzip level 1 with shuffle, one frame per HDF5 chunk. "
+            "Peak RSS of the whole child process (Python, numpy, dask and h5py included).",
+            "",
+            "| frames | data (GiB) | time (s) | MB/s | peak RSS (MiB) | RSS before writing (MiB) | file (GiB) |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in mem["rows"]:
+            mbs = r["data_gib"] * 1024 / r["seconds"]
+            lines.append(
+                f"| {r['frames']} | {r['data_gib']:.1f} | {r['seconds']:.1f} | {mbs:.0f} | {r['peak_rss_bytes'] / 2**20:.0f} | "
+                f"{r['rss_before_write_bytes'] / 2**20:.0f} | {r['file_bytes'] / 2**30:.2f} |"
+            )
+        first, last = mem["rows"][0], mem["rows"][-1]
+        ratio = last["peak_rss_bytes"] / first["peak_rss_bytes"]
+        lines += ["", f"Peak memory of the largest scan / smallest scan: **{ratio:.2f}x** "
+                      f"({last['data_gib']:.0f} GiB against {first['data_gib']:.0f} GiB of frames).", ""]
+    (HERE / "RESULTS.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks")
+    sub = p.add_subparsers(dest="case", required=True)
+    m = sub.add_parser("memory", help="writer peak memory against scan size")
+    m.add_argument("--sizes", type=float, nargs="+", default=[1, 2, 4, 8], help="GiB of frames per run")
+    m.add_argument("--save", default="append")
+    m.set_defaults(run=_memory)
+    args = p.parse_args()
+    results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    results.update(args.run(args))
+    results["machine"] = machine()
+    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    RESULTS_JSON.write_text(json.dumps(results, indent=1))
+    _write_markdown(results)
+    print(f"wrote {HERE / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
