@@ -113,8 +113,9 @@ def write_raw(path: str | os.PathLike, sim: SimulatedScan | None = None, *, with
     """Write a simulated scan as a detector/NeXus-style raw HDF5 file; return its path.
 
     Frames are stored gzip-compressed with one frame per HDF5 chunk; geometry
-    datasets carry ``units`` attributes (keV, m). The known-bad-pixel mask is
-    written only with ``with_mask`` (the demo finds bad pixels on its own).
+    datasets carry ``units`` attributes (keV, m). The known bad pixels are
+    written as an NXmx ``pixel_mask`` bit field (0 = good) only with
+    ``with_mask`` (the demo finds bad pixels on its own).
     """
     sim = sim or SimulatedScan()
     frames, positions, mask = simulate_frames(sim)
@@ -130,7 +131,10 @@ def write_raw(path: str | os.PathLike, sim: SimulatedScan | None = None, *, with
             ("psize", sim.psize, "m"),
         ):
             f.create_dataset(KEYS[key], data=value).attrs["units"] = unit
-        if with_mask:
-            f.create_dataset(KEYS["mask"], data=mask.astype(np.uint8))
+        if with_mask:  # NXmx bit field: 0 = good, bit 1 (2) = dead, bit 3 (8) = over-responding (hot)
+            bits = np.where(mask, 0, 2).astype(np.uint32)
+            for r, c in sim.hot_pixels:
+                bits[r, c] = 8
+            f.create_dataset(KEYS["mask"], data=bits)
         f["entry"].attrs["beam_center_row_col"] = np.asarray(sim.beam_center)
     return path

@@ -1,0 +1,138 @@
+"""``open_frames``: any raw source -> a lazy Scan (see :mod:`ptydask.scan`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..errors import ParameterError
+from ..scan import from_arrays
+from . import corrections
+from ._lazy import DEFAULT_BLOCK_BYTES
+from .formats import FORMATS, open_source
+from .geometry import resolve_geometry
+from .positions import select_points
+from .refs import check_keys
+
+#: Keys of ``**spec`` accepted by :func:`open_frames`.
+SPEC_KEYS = (
+    "positions", "framefilter", "frameorder", "outer_index",
+    "mask", "dark", "flat", "darkfield", "flatfield", "normalisation",
+    "energy", "distance", "psize", "recorded_energy", "recorded_distance", "recorded_psize", "electron_data",
+    "block_bytes", "format", "label", "center", "propagation", "version",
+)
+ALIASES = {"darkfield": "dark", "flatfield": "flat"}
+
+
+def _merge_small_blocks(frames: da.Array, step: int) -> da.Array:
+    """Join consecutive small blocks (left by a selection) into blocks of about ``step`` frames, never splitting one."""
+    sizes, merged, acc = frames.chunks[0], [], 0
+    for s in sizes:
+        if acc and acc + s > step:
+            merged.append(acc)
+            acc = 0
+        acc += s
+    if acc or not merged:
+        merged.append(acc)
+    return frames if tuple(merged) == tuple(sizes) else frames.rechunk({0: tuple(merged)})
+
+
+def _take(frames: da.Array, chosen: np.ndarray, block_bytes: int) -> da.Array:
+    if chosen.size == frames.shape[0] and np.array_equal(chosen, np.arange(frames.shape[0])):
+        return frames
+    picked = frames[chosen]
+    frame_bytes = int(np.prod(frames.shape[1:])) * frames.dtype.itemsize
+    return _merge_small_blocks(picked, max(1, block_bytes // max(1, frame_bytes)))
+
+
+def open_frames(source: Any, key: str | None = None, **spec: Any) -> xr.Dataset:
+    """Open raw detector frames lazily as a Scan.
+
+    Parameters
+    ----------
+    source : a file path, glob pattern, folder, list of files, or a numpy/Dask array.
+        Formats: HDF5/NeXus/CXI (``.h5 .hdf5 .nxs .cxi`` ...), TIFF, CBF/EDF/SMV via
+        fabio (also ``.bz2``/``.gz``), Merlin ``.mib``, Zarr, ``.npy``/``.npz``.
+        Frames may be ``(H, W)``, ``(N, H, W)`` or a raster ``(A, B, H, W)``
+        (read as ``A*B`` frames, row-major); ``outer_index`` picks one entry of
+        an extra leading axis (``(E, N, H, W)``, ``(E, A, B, H, W)``).
+    key : dataset path inside HDF5/Zarr/``.npz``; optional where CXI, NeXus
+        (``default``/``signal``) or DECTRIS (``data_NNNNNN`` links) conventions
+        locate the frames.
+    **spec :
+        ``positions`` — (N, 2) (y, x) metres, or ptypy ``Hdf5Loader``'s dict
+        ``{file, slow_key, fast_key, slow_multiplier, fast_multiplier, slow_index,
+        fast_index, skip, bounding_box: {slow_axis_bounds, fast_axis_bounds}}``
+        (also ``slow``/``fast`` arrays); ``framefilter`` (per point, > 0 keeps;
+        array or ``{file, key}``); ``frameorder`` (``{indices}`` or a list);
+        ``outer_index``;
+        ``mask`` (array or ``{file, key, invert, kind}``; ``False`` ignores a
+        file's own mask); ``dark``/``darkfield``, ``flat``/``flatfield``
+        (arrays or ``{file, key, indices, average}``); ``normalisation``
+        (per-frame monitor, array or ``{file, key, sigma}``);
+        ``energy`` (keV), ``distance`` (m), ``psize`` (m, one value or (y, x));
+        ``recorded_energy``/``recorded_distance``/``recorded_psize``
+        (``{file, key, multiplier, offset}``); ``electron_data``;
+        ``block_bytes`` (Dask block size, default 128 MiB); ``format`` (force
+        one of :data:`FORMATS`); ``label``, ``center``, ``propagation``, ``version``.
+
+    Returns the Scan (:func:`ptydask.scan.from_arrays`); its ``indices`` are
+    the global scan-point indices of the selected points (``0..n-1`` when
+    ``frameorder`` changes their order, see ``info['reordered']``).
+    """
+    check_keys("open_frames", spec, SPEC_KEYS)
+    for alias, name in ALIASES.items():
+        if alias in spec:
+            if name in spec:
+                raise ParameterError(f"open_frames: give either {name!r} or {alias!r}, not both")
+            spec[name] = spec.pop(alias)
+    block_bytes = int(spec.get("block_bytes") or DEFAULT_BLOCK_BYTES)
+    if block_bytes < 1:
+        raise ParameterError(f"block_bytes: must be >= 1, got {spec.get('block_bytes')!r}")
+    outer_index = spec.get("outer_index")
+    if outer_index is not None and (isinstance(outer_index, bool) or not isinstance(outer_index, (int, np.integer))):
+        raise ParameterError(f"outer_index: expected an integer, got {outer_index!r}")
+
+    opened = open_source(source, key, outer_index=outer_index, block_bytes=block_bytes, fmt=spec.get("format"))
+    n, h, w = opened.frames.shape
+    default_file = opened.path if opened.hdf5 else None
+    where = (f"{opened.path}:{opened.key}" if opened.key else opened.path) if opened.path else "frames"
+    sel = select_points(
+        n, opened.grid, spec.get("positions"), framefilter=spec.get("framefilter"), frameorder=spec.get("frameorder"),
+        file_positions=opened.positions, default_file=default_file, outer_index=outer_index, where=where,
+    )
+    frames = _take(opened.frames, sel.frames, block_bytes)
+    ctx = {"default_file": default_file, "outer_index": outer_index, "raw_shape": opened.raw_shape,
+           "block_bytes": block_bytes, "n_frames": n, "frame_shape": (h, w)}
+    weights, mask_origin = corrections.mask_weights(spec.get("mask"), opened.mask, ctx, sel)
+    dark = corrections.dark_flat("dark", spec.get("dark"), ctx, sel)
+    flat = corrections.dark_flat("flat", spec.get("flat"), ctx, sel)
+    monitor = corrections.monitor(spec.get("normalisation"), ctx, sel)
+    geometry, origin = resolve_geometry(spec, opened.geometry, default_file, outer_index)
+
+    info = {
+        "source": os.fspath(opened.path) if opened.path else "array",
+        "source_key": opened.key or "",
+        "source_format": opened.kind,
+        "layout": sel.layout,
+        "scan_points": int(np.prod(sel.grid)),
+        "frames_selected": int(sel.frames.size),
+        "reordered": sel.reordered,
+        "mask": mask_origin,
+        **{f"{q}_from": o for q, o in origin.items()},
+    }
+    if isinstance(spec.get("normalisation"), dict) and spec["normalisation"].get("sigma") is not None:
+        info["normalisation_sigma"] = float(spec["normalisation"]["sigma"])
+    meta = {k: spec[k] for k in ("label", "center", "propagation", "version") if spec.get(k) is not None}
+    return from_arrays(
+        frames, sel.positions, weights,
+        energy=geometry["energy"], distance=geometry["distance"], psize=geometry["psize"],
+        dark=dark, flat=flat, monitor=monitor, indices=sel.indices, info=info, **meta,
+    )
+
+
+__all__ = ["open_frames", "SPEC_KEYS", "FORMATS"]

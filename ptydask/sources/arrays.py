@@ -1,0 +1,108 @@
+"""In-memory arrays, ``.npy``/``.npz`` files and Zarr arrays as lazy frame stacks."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from ..errors import SourceError
+from ._lazy import FrameReader, frames_per_block, lazy_frames, split
+from .hdf5 import frame_layout
+
+
+def memory_frames(arr: Any, block_bytes: int) -> da.Array:
+    """A numpy or Dask array as Dask; numpy gets frame blocks of about ``block_bytes``."""
+    if isinstance(arr, da.Array):
+        return arr
+    arr = np.asarray(arr)
+    if arr.ndim < 2:
+        return da.from_array(arr)
+    frame_bytes = int(np.prod(arr.shape[-2:], dtype=np.int64)) * arr.dtype.itemsize
+    lead = arr.shape[:-2]
+    if len(lead) == 0:
+        return da.from_array(arr, chunks=-1)
+    step = frames_per_block(frame_bytes * int(np.prod(lead[1:], dtype=np.int64)), block_bytes)
+    return da.from_array(arr, chunks=(split(lead[0], step),) + tuple((s,) for s in arr.shape[1:]))
+
+
+class NpyReader(FrameReader):
+    """Frames of a ``.npy`` file, memory-mapped in every read (never pickled with its data)."""
+
+    def __init__(self, path: str, file_shape: tuple[int, ...], dtype: np.dtype, outer_index: int | None):
+        self.paths = (os.path.abspath(path),)
+        self.file_shape, self.outer = tuple(file_shape), outer_index
+        inner = self.file_shape[1:] if outer_index is not None else self.file_shape
+        self.shape = (int(np.prod(inner[:-2], dtype=np.int64)),) + inner[-2:]
+        self.dtype = np.dtype(dtype).newbyteorder("=")
+
+    def describe(self) -> str:
+        return f"{self.paths[0]} {self.file_shape} {self.dtype} outer={self.outer}"
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        mm = np.load(self.paths[0], mmap_mode="r")
+        if self.outer is not None:
+            mm = mm[self.outer]
+        return np.array(mm.reshape(self.shape)[start:stop], dtype=self.dtype)
+
+
+def npy_frames(path: str, outer_index: int | None, block_bytes: int) -> tuple[da.Array, tuple[int, ...], tuple[int, ...]]:
+    """Lazy frames of a ``.npy`` file, its scan grid (leading axes) and its stored shape."""
+    try:
+        mm = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{path}: not a readable .npy file ({exc})") from None
+    if mm.dtype.kind not in "biuf":
+        raise SourceError(f"{path}: dtype {mm.dtype} is not a real numeric type")
+    frame_layout(tuple(mm.shape), outer_index, path)
+    if not mm.flags.c_contiguous:
+        raise SourceError(f"{path}: Fortran-ordered .npy files are not supported as frames; save it C-ordered")
+    if outer_index is not None and outer_index < 0:
+        outer_index += mm.shape[0]
+    reader = NpyReader(path, mm.shape, mm.dtype, outer_index)
+    grid = (mm.shape[1:] if outer_index is not None else mm.shape)[:-2] or (1,)
+    return lazy_frames(reader, block_bytes, "npy"), tuple(grid), tuple(mm.shape)
+
+
+def npz_member(path: str, key: str | None) -> np.ndarray:
+    """One member of a ``.npz`` archive (loaded into memory)."""
+    with np.load(path) as z:
+        names = list(z.files)
+        if key is None:
+            if len(names) != 1:
+                raise SourceError(f"{path}: pass key= to choose one of the arrays: {', '.join(names)}")
+            key = names[0]
+        if key not in names:
+            raise SourceError(f"{path}: key {key!r} not found; the archive holds: {', '.join(names)}")
+        return z[key]
+
+
+def zarr_frames(path: str, key: str | None, block_bytes: int) -> tuple[da.Array, tuple[int, ...]]:
+    """Lazy frames of a Zarr array (``key`` = array path inside a group), blocks of whole Zarr chunks."""
+    import zarr
+
+    try:
+        node = zarr.open(path, mode="r")
+    except Exception as exc:  # zarr raises several error types for non-stores
+        raise SourceError(f"{path}: cannot be opened as Zarr ({type(exc).__name__}: {exc})") from None
+    if key:
+        try:
+            node = node[key]
+        except (KeyError, TypeError):
+            members = sorted(getattr(node, "keys", lambda: [])())
+            raise SourceError(f"{path}: key {key!r} not found; the store holds: {', '.join(members) or '(nothing)'}") from None
+    if not hasattr(node, "chunks"):
+        members = sorted(node.keys())
+        raise SourceError(f"{path}: {key or '/'} is a group; pass key= to choose one of: {', '.join(members)}")
+    shape, chunks = tuple(node.shape), tuple(node.chunks)
+    if len(shape) < 2:
+        raise SourceError(f"{path}: {key or '/'} has shape {shape}, not frames")
+    frame_bytes = int(np.prod(shape[-2:], dtype=np.int64)) * np.dtype(node.dtype).itemsize
+    lead = shape[:-2]
+    inner = int(np.prod(lead[1:], dtype=np.int64)) if lead else 1
+    step = frames_per_block(frame_bytes * inner, block_bytes, chunks[0] if lead else 1)
+    dchunks = ((split(lead[0], step),) if lead else ()) + tuple((s,) for s in shape[len(lead[:1]):])
+    arr = da.from_zarr(path, component=key or None, chunks=dchunks)
+    return arr, tuple(lead) or (1,)
