@@ -125,6 +125,6 @@ def _plain(v):
         return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
+    if isinstance(v, (np.generic, np.ndarray)):  # arraylist elements of nested lists come back as arrays
+        return v.tolist()
     return v

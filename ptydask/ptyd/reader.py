@@ -30,6 +30,10 @@ from .h5rw import read_value, tag_of
 BLOCK_BYTES = 64 * 2**20
 #: Largest frame (H*W) a file may declare before we refuse to build a graph for it.
 MAX_FRAME_PIXELS = 2**28
+#: Declared sizes above this many bytes must be backed by stored bytes (see ``_plausible``).
+DECLARED_BYTES_CHECKED = 2**30
+#: Largest believable ratio of declared to stored bytes (gzip of all-zero frames reaches ~1000).
+MAX_DECLARED_PER_STORED = 10_000
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,14 @@ class _LazyFrames:
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
             with h5py.File(self.path, "r") as f:
-                return np.asarray(f[self.dataset][key])
-        except (OSError, KeyError) as exc:
-            raise FormatError(f"{self.path}:{self.dataset}: cannot read frames {key}: {exc}") from exc
+                ds = f[self.dataset]
+                if ds.shape != self.shape or ds.dtype != self.dtype:
+                    raise FormatError(f"{self.path}:{self.dataset}: changed since it was opened ({ds.shape} {ds.dtype})")
+                return np.asarray(ds[key])
+        except PtydaskError:
+            raise
+        except Exception as exc:  # any HDF5 failure while decoding the file means a damaged file
+            raise FormatError(f"{self.path}:{self.dataset}: cannot read frames {key}: {type(exc).__name__}: {exc}") from exc
 
 
 def open_ptyd(path: str | os.PathLike, *, allow_external_links: bool = False) -> xr.Dataset:
@@ -80,8 +89,8 @@ def open_ptyd(path: str | os.PathLike, *, allow_external_links: bool = False) ->
             return _read(f, path, allow_external_links)
     except PtydaskError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise FormatError(f"{path}: damaged or not a .ptyd file: {exc}") from exc
+    except Exception as exc:  # any HDF5 failure while decoding the file means a damaged file
+        raise FormatError(f"{path}: damaged or not a .ptyd file: {type(exc).__name__}: {exc}") from exc
 
 
 def _read(f: h5py.File, path: Path, allow_external: bool) -> xr.Dataset:
@@ -235,16 +244,31 @@ def _chunk_infos(f: h5py.File, path: Path, allow_external: bool) -> list[_ChunkI
             raise FormatError(f"{path}: chunks/{name}/data: declared frame size {ds.shape[1:]} is implausibly large")
         if ds.dtype.kind not in "biuf":
             raise FormatError(f"{path}: chunks/{name}/data: expected numbers, got dtype {ds.dtype}")
+        _plausible(ds, path, f"chunks/{name}/data")
         wds = grp.get("weights")
         if wds is not None:
             if not isinstance(wds, h5py.Dataset) or wds.shape != ds.shape or wds.dtype.kind not in "biuf":
                 shape = getattr(wds, "shape", None)
                 raise FormatError(f"{path}: chunks/{name}/weights: expected numbers of shape {ds.shape}, got {shape}")
+            _plausible(wds, path, f"chunks/{name}/weights")
         k = ds.chunks[0] if ds.chunks else 1
         infos.append(
             _ChunkInfo(name, ds.shape[0], (ds.shape[1], ds.shape[2]), ds.dtype, k, wds is not None, None if wds is None else wds.dtype)
         )
     return infos
+
+
+def _plausible(ds: h5py.Dataset, path: Path, where: str) -> None:
+    """Refuse a dataset whose declared size is not backed by stored bytes (hostile or truncated file)."""
+    declared = int(np.prod(ds.shape, dtype=np.float64) * ds.dtype.itemsize)
+    if declared <= DECLARED_BYTES_CHECKED:
+        return
+    stored = ds.id.get_storage_size()
+    if declared > MAX_DECLARED_PER_STORED * max(stored, 1):
+        raise FormatError(
+            f"{path}: {where}: declares {ds.shape} {ds.dtype} ({declared} bytes) but stores only {stored} bytes; "
+            "refusing an implausible (hostile or unfinished) dataset"
+        )
 
 
 def _describe(link: Any) -> str:
