@@ -16,10 +16,14 @@ from .errors import (
 )
 from .scan import META_KEYS, frames_expected, frames_present, from_arrays, is_complete, meta_of, validate_scan
 from .ptyd import open_ptyd, to_ptyd
+from .sources import open_frames
+from .steps import prepare
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "open_frames",
+    "prepare",
     "from_arrays",
     "to_ptyd",
     "open_ptyd",

@@ -1,0 +1,278 @@
+"""``prepare``: ptypy's per-chunk preprocessing (spec §4) as one lazy, blockwise Dask pass."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..errors import ParameterError, ScanError
+from ..scan import frames_expected, validate_scan, with_data
+from . import kernels
+from .geometry import Orientation, Window, inside
+from .inputs import Inputs, gather
+from .params import (
+    AUTO,
+    Geometry,
+    center_of,
+    flag_of,
+    frames_to_keep,
+    padded_shape,
+    padding_of,
+    positive_or_none,
+    rebin_of,
+    roi_shape,
+)
+from .reductions import MaskRequest, Measured, measure
+
+REBIN_MODES = ("mean", "sum")
+
+
+def prepare(
+    scan: xr.Dataset,
+    *,
+    shape: Any = 256,
+    center: Any = "fftshift",
+    auto_center: Optional[bool] = None,
+    orientation: Any = None,
+    rebin: Optional[int] = None,
+    rebin_mode: str = "mean",
+    dark: Any = None,
+    flat: Any = None,
+    mask: Any = None,
+    padding: Any = None,
+    normalisation: Any = None,
+    num_frames: Optional[int] = None,
+    hot_pixels: Optional[float] = None,
+    dead_pixels: bool = False,
+    saturation: Optional[float] = None,
+) -> xr.Dataset:
+    """Prepare frames as ptypy's ``PtyScan`` does (spec §4), lazily.
+
+    Order: first ``num_frames`` frames -> corrections (``dark`` subtracted,
+    negatives set to 0, ``/ flat``, monitor ``normalisation``; float64) ->
+    masks -> ``padding`` -> ROI/centre -> crop/pad -> orientation -> rebin.
+
+    Parameters (pixels are raw-frame pixels after ``padding``; centres (row, col)):
+    shape : ROI, ``None`` (= frame), int k (k x k) or (rows, cols); made square (smaller side).
+    center : 'fftshift' (shape // 2), 'geometric' (shape / 2 - 0.5), a sequence (last two
+        entries) or ``None`` (automatic). ``auto_center``: None, True (always automatic,
+        overrides ``center``), False (``center=None`` means the frame centre).
+        The automatic centre is the mean of the per-frame masked centres of mass over ALL frames
+        (pixels valid in the weights, ``mask`` and ``flat``; with ``saturation``, raw counts at or
+        above it are left out of that frame's centre; the hot/dead masks, found in the same
+        single pass, are not applied to it).
+    orientation : int 0-7 (4 transpose, 2 flipud, 1 fliplr) or (transpose, flipud, fliplr).
+    rebin : 1-32, dividing the ROI. ``rebin_mode``: 'mean' (ptypy) or 'sum' (keeps counts;
+        integers summed as int64). Weights become bool: valid where the super-pixel's valid
+        fraction equals the largest fraction over ALL frames (ptypy: over the chunk) — so the
+        result is independent of the Dask chunking.
+    dark, flat : (H, W) or (N, H, W) arrays; ``None`` = the Scan's ``dark``/``flat`` variable if
+        present; ``False`` = none. Flat pixels that are zero or not finite get data 0, weight 0.
+    mask : (H, W) or (N, H, W), nonzero = valid, combined with the Scan's weights (both valid).
+    normalisation : (N,) monitor, or ``{"monitor": array, "sigma": 3}``; ``None`` = the Scan's
+        ``monitor`` if present; ``False`` = none. frame <- frame / m * mean(m) where
+        |m - mean| < sigma * std.
+    padding : (top, bottom, left, right) zero rows/columns, weight 0, before the ROI step.
+    num_frames : prepare only the first ``num_frames`` frames; meta ``num_frames`` =
+        min(num_frames, the scan's expected frames).
+    hot_pixels : sigma of the hot-pixel test (see ``kernels.hot_pixels``); ``dead_pixels``:
+        mask pixels that never count; ``saturation``: mask pixels reaching this raw count in
+        any frame. Judged on the raw counts of all frames; counts go to ``info['masks']``.
+
+    Without corrections, the raw dtype is kept unless ptypy's own rules promote it
+    (zero padding in the ROI step: float64; mean rebin: float64). Weights stay 2-D
+    (y, x) unless a per-frame input (weights, mask, flat) makes them (frame, y, x).
+
+    Laziness: building reads nothing, except the global reductions the parameters
+    require (automatic centre, automatic masks, and the rebin mask rule of per-frame
+    weights), evaluated over all frames before the blockwise pass, in one
+    ``dask.compute`` over the frames.
+
+    Returns a new lazy Scan; meta ``center``, ``shape``, ``psize``, ``num_frames`` and
+    ``info`` are updated. Raises ParameterError/GeometryError/ScanError on bad input.
+    """
+    validate_scan(scan)
+    n_all = scan.sizes["frame"]
+    keep, meta_frames = frames_to_keep(num_frames, n_all, frames_expected(scan))
+    sub = scan.isel(frame=slice(0, keep)) if keep < n_all else scan
+    frames = sub["data"].data
+    if not isinstance(frames, da.Array):
+        frames = da.from_array(frames, chunks=(max(1, keep), -1, -1))
+    if frames.numblocks[1:] != (1, 1):
+        raise ScanError(
+            f"scan['data']: frames are split into blocks along y/x (chunks {frames.chunks[1:]}); "
+            "prepare needs whole frames per block (chunks along 'frame' only)"
+        )
+
+    frame_shape = (int(frames.shape[1]), int(frames.shape[2]))
+    pads = padding_of(padding)
+    roi, square_note = roi_shape(shape, padded_shape(frame_shape, pads))
+    geom = Geometry(frame_shape, pads, roi, Orientation.parse(orientation), rebin_of(rebin, roi))
+    if rebin_mode not in REBIN_MODES:
+        raise ParameterError(f"rebin_mode: expected one of {REBIN_MODES}, got {rebin_mode!r}")
+    raw_center, center_rule = center_of(center, auto_center, geom.padded)
+    masks = MaskRequest(
+        saturation=positive_or_none("saturation", saturation, "raw count level"),
+        dead=flag_of("dead_pixels", dead_pixels),
+        hot=positive_or_none("hot_pixels", hot_pixels, "sigma of the hot-pixel test"),
+    )
+    inputs = gather(scan, frames, dark=dark, flat=flat, mask=mask, normalisation=normalisation)
+    if keep == 0 and raw_center is AUTO:
+        raise ParameterError("num_frames/auto_center: no frame to compute the automatic centre from")
+
+    measured, counted = _global_pass(frames, inputs, geom, raw_center, masks, mask)
+    resolved = raw_center if raw_center is not AUTO else inside(measured.center, geom.padded, "automatic centre")
+    window = geom.window(resolved)
+
+    data = _frames(frames, inputs, geom, window, rebin_mode)
+    weights = _weights(frames, inputs, geom, window, measured)
+    info = _info(scan, geom, resolved, center_rule, auto_center, rebin_mode, keep, inputs, measured,
+                 square_note, counted, masks)
+    psize = scan.attrs.get("psize")
+    out = with_data(
+        sub, data, weights,
+        center=geom.output_center(resolved),
+        psize=None if psize is None else (psize[0] * geom.rebin, psize[1] * geom.rebin),
+        num_frames=meta_frames,
+        info=info,
+    )
+    if "normalisation" in inputs.origin and "monitor" in out:
+        out = out.drop_vars("monitor")
+    return out
+
+
+def _global_pass(frames: da.Array, inputs: Inputs, geom: Geometry, raw_center: Any, masks: MaskRequest,
+                 mask: Any) -> tuple[Measured, dict[str, Any]]:
+    """Run the reductions the parameters need, in one compute over the frames.
+
+    The rebin mask rule of per-frame weights needs the largest valid fraction
+    over all frames; it joins that compute when the window and the masks are
+    known beforehand, else a second compute reads the weights (not the frames).
+    The user mask's invalid-pixel count is evaluated when the mask is in memory
+    or a compute runs anyway.
+    """
+    need_center = raw_center is AUTO
+    need_fraction = inputs.per_frame_weights and geom.processes() and geom.rebin > 1
+    fraction_first = need_fraction and not need_center and not masks.any()
+    extra: dict[str, Any] = {}
+    if inputs.mask is not None and (not isinstance(mask, da.Array) or need_center or masks.any() or need_fraction):
+        invalid = inputs.mask == 0
+        extra["user"] = (invalid.any(axis=0) if invalid.ndim == 3 else invalid).sum()
+    if not (need_center or masks.any() or need_fraction or extra):
+        return Measured(), {}
+    fraction = (geom.window(raw_center), geom.orientation, geom.rebin) if fraction_first else None
+    measured, counted = measure(frames, inputs, padding=geom.padding, need_center=need_center, masks=masks,
+                                fraction=fraction, extra=extra)
+    if need_fraction and not fraction_first:
+        center = inside(measured.center, geom.padded, "automatic centre") if need_center else raw_center
+        second, _ = measure(frames, inputs_with_bad(inputs, measured.bad), padding=geom.padding, need_center=False,
+                            masks=MaskRequest(), fraction=(geom.window(center), geom.orientation, geom.rebin), extra={})
+        measured.max_fraction = second.max_fraction
+    return measured, counted
+
+
+def inputs_with_bad(inputs: Inputs, bad: Optional[np.ndarray]) -> Inputs:
+    """``inputs`` whose user mask also excludes the automatic ``bad`` pixels (True = invalid)."""
+    if bad is None:
+        return inputs
+    good = da.from_array(~bad, chunks=bad.shape)
+    mask = good if inputs.mask is None else (inputs.mask != 0) & good
+    return Inputs(inputs.weights, inputs.dark, inputs.flat, mask, inputs.divisor, inputs.multiplier, inputs.origin)
+
+
+def _empty(arr: Optional[da.Array]) -> Optional[np.ndarray]:
+    """A zero-frame numpy stand-in of a side array, for dry runs that find output dtypes."""
+    if arr is None:
+        return None
+    shape = (0,) + arr.shape[1:] if arr.ndim == 3 else arr.shape
+    return np.zeros(shape, dtype=arr.dtype)
+
+
+def _frames(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[Window], mode: str) -> da.Array:
+    """The prepared frames: one ``map_blocks`` task per block (the input itself if nothing changes)."""
+    if window is None and not inputs.corrects and not any(geom.padding):
+        return frames
+    kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin, mode=mode)
+    sides = (inputs.dark, inputs.flat, inputs.divisor, inputs.multiplier)
+    meta = kernels.frames_block(_empty(frames), *(_empty(a) for a in sides), **kw)
+    return da.map_blocks(
+        kernels.frames_block, frames, *sides, **kw,
+        chunks=(frames.chunks[0], (meta.shape[1],), (meta.shape[2],)), meta=meta,
+    )
+
+
+def _weights(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[Window],
+             measured: Measured) -> da.Array:
+    """The prepared weights, 2-D (y, x) when every input is 2-D, else (frame, y, x)."""
+    bad = None if measured.bad is None else da.from_array(measured.bad, chunks=measured.bad.shape)
+    kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin)
+    sides = (inputs.mask, inputs.flat, bad)
+    if inputs.per_frame_weights:
+        kw["max_fraction"] = measured.max_fraction
+        meta = kernels.weights_block(_empty(inputs.weights), *(_empty(a) for a in sides), **kw)
+        return da.map_blocks(
+            kernels.weights_block, inputs.weights, *sides, **kw,
+            chunks=(frames.chunks[0], (meta.shape[1],), (meta.shape[2],)), meta=meta,
+        )
+    if window is None and all(a is None for a in sides) and not any(geom.padding):
+        return inputs.weights
+    kw["max_fraction"] = None  # 2-D weights: this one frame's maximum is the maximum over all frames
+
+    def one(weights: np.ndarray, *rest: Optional[np.ndarray]) -> np.ndarray:
+        return kernels.weights_block(weights, *rest, **kw)[0]
+
+    meta = one(np.zeros(inputs.weights.shape, inputs.weights.dtype), *(_empty(a) for a in sides))
+    return da.map_blocks(one, inputs.weights, *sides, chunks=tuple((s,) for s in meta.shape), meta=meta[:0, :0])
+
+
+def _info(scan: xr.Dataset, geom: Geometry, center: tuple[float, float], rule: str, auto_center: Any, mode: str,
+          keep: int, inputs: Inputs, measured: Measured, square_note: Optional[str], counted: dict[str, Any],
+          masks: MaskRequest) -> dict[str, Any]:
+    """``info`` of the output: the parameters used and every deviation from ptypy."""
+    info = dict(scan.attrs.get("info") or {})
+    info.update(
+        shape=[int(v) for v in geom.roi],
+        center=[float(v) for v in center],
+        auto_center=auto_center,
+        orientation=geom.orientation.as_int(),
+        rebin=geom.rebin,
+    )
+    notes = []
+    if square_note:
+        notes.append(square_note)
+    if rule.startswith("auto"):
+        notes.append(f"automatic centre = mean of per-frame masked centres of mass over all {keep} frames "
+                     "(ptypy: over the first chunk only)")
+        if measured.empty_frames:
+            notes.append(f"automatic centre skipped {measured.empty_frames} frame(s) without masked intensity")
+        if masks.any():
+            notes.append("automatic centre and automatic masks come from the same pass over the frames: the centre "
+                         "excludes, per frame, raw counts >= saturation, but not the hot/dead pixels found by the pass "
+                         "(dead pixels add nothing; pass a mask or a centre if hot pixels would bias it)")
+    if "ignored" in rule:
+        notes.append("auto_center=True overrides the given centre (ptypy's documented meaning; PtyScan keeps the centre)")
+    if geom.rebin > 1:
+        notes.append("rebin mask rule: largest valid fraction over all frames (ptypy: over the chunk)")
+        if mode == "sum":
+            notes.append("rebin_mode='sum': r x r blocks summed, counts kept (ptypy: mean)")
+    if inputs.corrects:
+        notes.append("corrections in float64, flat zeros masked (ptypy's Hdf5Loader truncates integers)")
+    if masks.any():
+        notes.append("automatic masks (ptydask extension) judged on the raw counts of all frames")
+    prep = {
+        "center_rule": rule,
+        "rebin_mode": mode,
+        "padding": [int(v) for v in geom.padding],
+        "num_frames": keep,
+        "processed": geom.processes(),
+        **inputs.origin,
+    }
+    info["prepare"] = prep
+    if masks.any() or "user" in counted:
+        info["masks"] = dict(measured.counts, **{k: int(v) for k, v in counted.items()})
+    if notes:
+        info["deviations"] = notes
+    return info

@@ -1,0 +1,158 @@
+"""Global quantities over ALL frames, computed as Dask reductions before the blockwise pass.
+
+``measure`` builds every reduction the parameters need (per-frame centres of
+mass for the auto-centre, per-pixel statistics for the automatic masks, the
+largest valid super-pixel fraction for the rebin mask rule) and evaluates them
+with ONE ``dask.compute``, so the frames are read once. Results that are exact
+sums of integers, maxima or per-frame values do not depend on the chunking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import dask
+import dask.array as da
+import numpy as np
+
+from ..errors import GeometryError
+from . import kernels
+from .geometry import Orientation, Window
+from .inputs import Inputs
+
+
+@dataclass(frozen=True)
+class MaskRequest:
+    """Automatic masks: ``saturation`` level (counts), ``dead`` flag, ``hot`` sigma (``None`` = off)."""
+
+    saturation: Optional[float] = None
+    dead: bool = False
+    hot: Optional[float] = None
+
+    def any(self) -> bool:
+        return self.saturation is not None or self.dead or self.hot is not None
+
+
+@dataclass
+class Measured:
+    """Results of the global pass. ``center``: (row, col) px of the padded frame;
+    ``bad``: automatic mask (H, W) of the raw frame, True = invalid."""
+
+    center: Optional[tuple[float, float]] = None
+    empty_frames: int = 0
+    bad: Optional[np.ndarray] = None
+    counts: dict[str, int] = field(default_factory=dict)
+    max_fraction: Optional[float] = None
+
+
+def _per_block(func: Any, *args: Any, nblocks: int, tail: tuple, **kw: Any) -> da.Array:
+    """``func`` on every frame block, returning one (1, *tail) partial per block."""
+    return da.map_blocks(
+        func, *args, chunks=((1,) * nblocks,) + tuple((t,) for t in tail),
+        drop_axis=list(range(1 + len(tail), 3)), dtype=np.float64, **kw,
+    )
+
+
+def centres(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int, int],
+            saturation: Optional[float]) -> da.Array:
+    """Lazy (n, 2) per-frame masked centres of mass (row, col) px of the padded, corrected frames;
+    pixels at or above ``saturation`` (raw counts) in a frame do not count in that frame."""
+    return da.map_blocks(
+        kernels.centres_block, frames, inputs.weights, inputs.mask, inputs.flat, inputs.dark,
+        inputs.divisor, inputs.multiplier, padding=padding, saturation=saturation,
+        chunks=(frames.chunks[0], (2,)), drop_axis=2, dtype=np.float64,
+    )
+
+
+def max_fraction(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int, int], window: Window,
+                 orientation: Orientation, rebin: int) -> da.Array:
+    """Lazy scalar: the largest valid fraction of any super-pixel over all frames (per-frame weights)."""
+    parts = _per_block(
+        kernels.fraction_block, inputs.weights, inputs.mask, inputs.flat,
+        nblocks=len(frames.chunks[0]), tail=(), padding=padding, window=window,
+        orientation=orientation, rebin=rebin,
+    )
+    return parts.max()
+
+
+def base_valid(inputs: Inputs) -> da.Array:
+    """Lazy (H, W) bool: pixels valid before the automatic masks (all True if validity is per frame)."""
+    if inputs.per_frame_weights:
+        return da.ones(inputs.weights.shape[-2:], dtype=bool, chunks=-1)
+    valid = inputs.weights > 0
+    if inputs.mask is not None:
+        valid = valid & (inputs.mask != 0)
+    if inputs.flat is not None:
+        valid = valid & da.map_blocks(kernels.flat_valid, inputs.flat, dtype=bool)
+    return valid
+
+
+def measure(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, int], need_center: bool,
+            masks: MaskRequest, fraction: Optional[tuple[Window, Orientation, int]],
+            extra: dict[str, Any]) -> tuple[Measured, dict[str, Any]]:
+    """Evaluate every needed reduction with one ``dask.compute``.
+
+    ``fraction`` = (window, orientation, rebin) when the max valid fraction of
+    per-frame weights is needed and known before the pass; ``extra`` are other
+    lazy values to evaluate in the same call (returned computed).
+    """
+    lazy: dict[str, Any] = dict(extra)
+    nb = len(frames.chunks[0])
+    if need_center:
+        lazy["centres"] = centres(frames, inputs, padding, masks.saturation)
+    if masks.saturation is not None or masks.dead:
+        lazy["max"] = _per_block(kernels.pixel_max, frames, nblocks=nb, tail=frames.shape[1:]).max(axis=0)
+    if masks.hot is not None:
+        lazy["sum"] = _per_block(kernels.pixel_sum, frames, nblocks=nb, tail=frames.shape[1:]).sum(axis=0)
+        lazy["valid"] = base_valid(inputs)
+    if fraction is not None:
+        lazy["fraction"] = max_fraction(frames, inputs, padding, *fraction)
+    keys = list(lazy)
+    values = dict(zip(keys, dask.compute(*(lazy[k] for k in keys)))) if keys else {}
+
+    out = Measured()
+    if need_center:
+        out.center, out.empty_frames = mean_centre(values.pop("centres"))
+    if masks.any():
+        out.bad, out.counts = automatic_masks(values, masks)
+    if fraction is not None:
+        out.max_fraction = float(values.pop("fraction"))
+    return out, {k: values[k] for k in extra}
+
+
+def mean_centre(per_frame: np.ndarray) -> tuple[tuple[float, float], int]:
+    """Arithmetic mean of the per-frame centres (ptypy's auto-centre), skipping frames without
+    masked intensity (NaN); returns the centre and the number of frames skipped."""
+    ok = np.isfinite(per_frame).all(axis=1)
+    if not ok.any():
+        raise GeometryError(
+            f"auto_center: no frame has masked intensity ({per_frame.shape[0]} frames), so the centre of mass "
+            "is undefined; give a centre, e.g. center='fftshift' or center=(row, col)"
+        )
+    mean = per_frame[ok].mean(0)
+    return (float(mean[0]), float(mean[1])), int((~ok).sum())
+
+
+def automatic_masks(values: dict[str, Any], masks: MaskRequest) -> tuple[np.ndarray, dict[str, int]]:
+    """Combine the per-pixel statistics into one bad-pixel map (True = invalid) and per-kind counts."""
+    counts: dict[str, int] = {}
+    bad = None
+    if "max" in values:
+        peak = values["max"]
+        bad = np.zeros(peak.shape, dtype=bool)
+        if masks.saturation is not None:
+            sat = peak >= masks.saturation
+            counts["saturated"] = int(sat.sum())
+            bad |= sat
+        if masks.dead:
+            dead = peak <= 0
+            counts["dead"] = int(dead.sum())
+            bad |= dead
+    if masks.hot is not None:
+        total = values["sum"]
+        population = values["valid"] & (True if bad is None else ~bad)
+        hot = kernels.hot_pixels(total, population, masks.hot)
+        counts["hot"] = int(hot.sum())
+        bad = hot if bad is None else bad | hot
+    return bad, counts
