@@ -1,4 +1,4 @@
-"""The ``ptydask`` command: ``demo``, ``inspect``.
+"""The ``ptydask`` command: ``prepare``, ``demo``, ``inspect``.
 
 Errors in the input end the command with one line on stderr and exit code 2
 (a traceback only with ``--debug``).
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -29,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ptydask: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("ptydask: interrupted; no output was left half-written", file=sys.stderr)
+        print("ptydask: interrupted; the output was not written (an append run keeps its .incomplete file: "
+              "continue it with --resume)", file=sys.stderr)
         return 130
 
 
@@ -37,6 +39,20 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ptydask", description="Prepare ptychography data into ptypy .ptyd files, lazily and out of core.")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command")
+
+    prep = sub.add_parser("prepare", help="run a recipe (ptypy scan.data parameters, JSON/YAML) and write the .ptyd",
+                          description="Run a recipe end to end: read the raw frames, prepare them, write the .ptyd. "
+                                      "Parameters: docs/recipe.md.")
+    prep.add_argument("recipe", type=Path, help="recipe file (.json, .yaml)")
+    prep.add_argument("--dfile", type=Path, help="output .ptyd (overrides the recipe's dfile)")
+    prep.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    prep.add_argument("--dry-run", action="store_true", help="print the resolved plan and write nothing")
+    prep.add_argument("--resume", action="store_true", help="continue an interrupted append run")
+    prep.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                      help="progress bar (default: when stderr is a terminal)")
+    prep.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                      help="override a recipe value (read as YAML), e.g. --set rebin=2; repeatable")
+    prep.set_defaults(run=_prepare)
 
     demo = sub.add_parser("demo", help="simulate a raw far-field scan, prepare it and write a .ptyd")
     demo.add_argument("outdir", type=Path, help="folder for the raw file and the .ptyd")
@@ -49,6 +65,24 @@ def _parser() -> argparse.ArgumentParser:
     insp.add_argument("file", type=Path)
     insp.set_defaults(run=_inspect)
     return p
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .recipe import load_recipe, run_recipe
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        recipe = load_recipe(args.recipe, overrides=args.set, dfile=args.dfile)
+        result = run_recipe(recipe, dry_run=args.dry_run, resume=args.resume, overwrite=args.overwrite,
+                            progress=args.progress)
+    if result.plan is not None:
+        print(result.plan)
+    print(result.summary())
+    return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"ptydask: warning: {message}", file=sys.stderr)
 
 
 def _inspect(args: argparse.Namespace) -> int:

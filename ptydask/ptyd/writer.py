@@ -11,10 +11,20 @@ default), which is what makes ptypy's own per-frame reader fast.
 Writes are atomic: everything goes to ``<name>.incomplete`` files that are
 renamed into place only when the whole scan is written; an error or an
 interruption leaves no file that looks complete.
+
+``append`` runs are resumable (``resume=True``): the ``.incomplete`` master
+carries a fingerprint of the plan, and each chunk group is marked complete
+(and the file flushed) once it is fully written. A resumed run that finds the
+same plan keeps the complete groups, deletes partial ones and computes only
+the missing blocks; a damaged file or a different plan starts over (with a
+warning). Markers and fingerprint are removed before the final rename.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
 import warnings
 import zlib
@@ -34,6 +44,10 @@ from .h5rw import set_root_attrs, write_value
 
 SAVE_MODES = ("append", "link", "merge")
 INCOMPLETE = ".incomplete"
+#: Root attribute of an ``.incomplete`` append file: the plan's fingerprint (JSON).
+FINGERPRINT_ATTR = "ptydask_plan"
+#: Attribute of a chunk group that is fully written (append mode, removed at the end).
+COMPLETE_ATTR = "ptydask_complete"
 
 
 def to_ptyd(
@@ -49,6 +63,7 @@ def to_ptyd(
     frames_per_hdf5_chunk: int = 1,
     progress: bool | None = None,
     max_in_flight: int | None = None,
+    resume: bool = False,
 ) -> Path:
     """Write ``scan`` to ``path`` as a ``.ptyd`` file that ptypy's ``PtydScan`` reads.
 
@@ -64,6 +79,10 @@ def to_ptyd(
     frames_per_hdf5_chunk : frames per HDF5 chunk (whole frames, never split).
     progress : show a progress bar; ``None`` = only when stderr is a terminal.
     max_in_flight : blocks computed at once (default: CPU count).
+    resume : ``save="append"`` only: continue an interrupted write from
+        ``<path>.incomplete`` when it holds the same plan (frames, blocks, dtypes,
+        frame shape, options, meta, positions); else start over with a warning.
+        An interrupted (Ctrl-C) append run keeps its ``.incomplete`` file for this.
 
     Returns the path of the master file.
     """
@@ -71,15 +90,22 @@ def to_ptyd(
     path = Path(path)
     options = _check_options(save, chunk_format, compression, compression_level, frames_per_hdf5_chunk)
     options["shuffle"] = bool(shuffle)
+    if resume and save != "append":
+        raise ParameterError(f"resume: only save='append' writes can be resumed, got save={save!r}")
     plan = _Plan(scan, path, save, chunk_format, options)
     _check_output(path, overwrite)
     written: list[Path] = []
     try:
-        plan.write(written, progress, max_in_flight)
+        plan.write(written, progress, max_in_flight, resume)
         _finalize(plan, written, overwrite)
-    except BaseException:
+    except BaseException as exc:
+        keep = plan.tmp(path) if isinstance(exc, KeyboardInterrupt) and save == "append" else None
         for p in written:
-            _remove(p)
+            if p != keep:
+                _remove(p)
+        if keep is not None and keep.exists():
+            warnings.warn(f"interrupted: the finished chunk groups are kept in {keep}; "
+                          "run again with resume=True (CLI: --resume) to complete it", stacklevel=2)
         raise
     return path
 
@@ -199,24 +225,19 @@ class _Plan:
         return self.path.with_name(self.path.name + self.chunk_format % i)
 
     # -- writing
-    def write(self, written: list[Path], progress: bool | None, max_in_flight: int | None) -> None:
+    def write(self, written: list[Path], progress: bool | None, max_in_flight: int | None, resume: bool = False) -> None:
         master_tmp = self.tmp(self.path)
-        if master_tmp.exists():
-            warnings.warn(f"removing {master_tmp}, left behind by an interrupted write", stacklevel=3)
+        done = self._resumable(master_tmp) if resume else None
+        if done is None and master_tmp.exists() and not resume:
+            warnings.warn(f"removing {master_tmp}, left behind by an interrupted write "
+                          "(resume=True, CLI --resume, would have continued it)", stacklevel=3)
         written.append(master_tmp)
-        try:
-            f = h5py.File(master_tmp, "w")
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot create {master_tmp}: {exc}") from exc
+        f = self._open(master_tmp, done)
+        if f is None:  # could not clean up the partial groups: start over
+            done = None
+            f = self._open(master_tmp, None)
         with f:
-            set_root_attrs(f)
-            chunks = f.create_group("chunks")
-            chunks.attrs.create("type", "dict", dtype=h5py.string_dtype())
-            meta = f.create_group("meta")
-            meta.attrs.create("type", "dict", dtype=h5py.string_dtype())
-            for key in META_KEYS:
-                write_value(meta, key, self.meta[key])
-            write_value(f, "info", self.info)
+            chunks = f["chunks"]
             merged = None
             if self.save == "merge":
                 merged = chunks.create_group("0")
@@ -224,9 +245,10 @@ class _Plan:
                 self._create_frame_datasets(merged, self.shape[0])
                 self._write_small(merged, 0, self.shape[0])
             arrays = [self.data] + ([self.weights3d] if self.weights3d is not None else [])
-            bar = _progress_bar(len(self.ranges), progress, self.path.name)
+            todo = [i for i in range(len(self.ranges)) if not done or i not in done]
+            bar = _progress_bar(len(self.ranges), progress, self.path.name, initial=len(done or ()))
             try:
-                for i, encoded in iter_blocks(arrays, max_in_flight=max_in_flight, post=self._encode_block):
+                for i, encoded in iter_blocks(arrays, blocks=todo, max_in_flight=max_in_flight, post=self._encode_block):
                     start, stop = self.ranges[i]
                     if self.save == "merge":
                         self._write_block(merged, start, encoded)
@@ -236,6 +258,8 @@ class _Plan:
                         self._create_frame_datasets(grp, stop - start)
                         self._write_block(grp, 0, encoded)
                         self._write_small(grp, start, stop)
+                        grp.attrs[COMPLETE_ATTR] = 1
+                        f.flush()
                     else:
                         part = self.part_path(i)
                         part_tmp = self.tmp(part)
@@ -251,6 +275,94 @@ class _Plan:
             finally:
                 if bar is not None:
                     bar.close()
+            if self.save == "append":
+                for name in chunks:
+                    if COMPLETE_ATTR in chunks[name].attrs:
+                        del chunks[name].attrs[COMPLETE_ATTR]
+                if FINGERPRINT_ATTR in f.attrs:
+                    del f.attrs[FINGERPRINT_ATTR]
+
+    # -- starting and resuming
+    def _open(self, master_tmp: Path, done: set[int] | None) -> h5py.File | None:
+        """The master ``.incomplete`` file: a new skeleton, or (``done`` given) the old one with partial groups removed."""
+        if done is not None:
+            f = None
+            try:
+                f = h5py.File(master_tmp, "a")
+                chunks = f["chunks"]
+                for name in [n for n in chunks if not n.isdigit() or int(n) not in done]:
+                    del chunks[name]
+                return f
+            except Exception as exc:  # noqa: BLE001 - any HDF5 damage means: start over
+                if f is not None:
+                    f.close()
+                warnings.warn(f"cannot resume {master_tmp} ({exc}); starting over", stacklevel=4)
+                return None
+        try:
+            f = h5py.File(master_tmp, "w")
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot create {master_tmp}: {exc}") from exc
+        set_root_attrs(f)
+        if self.save == "append":
+            f.attrs[FINGERPRINT_ATTR] = self.fingerprint()
+        chunks = f.create_group("chunks")
+        chunks.attrs.create("type", "dict", dtype=h5py.string_dtype())
+        meta = f.create_group("meta")
+        meta.attrs.create("type", "dict", dtype=h5py.string_dtype())
+        for key in META_KEYS:
+            write_value(meta, key, self.meta[key])
+        write_value(f, "info", self.info)
+        f.flush()
+        return f
+
+    def fingerprint(self) -> str:
+        """JSON text identifying the plan: frames, blocks, dtypes, shapes, options, meta, info, positions."""
+        digest = hashlib.sha256()
+        for arr in (self.positions, self.indices, self.weights2d):
+            if arr is not None:
+                digest.update(str(arr.dtype).encode() + np.ascontiguousarray(arr).tobytes())
+        plan = {
+            "format": 1, "shape": self.shape, "blocks": self.ranges, "dtype": str(self.data.dtype),
+            "weights_dtype": str(self.wdtype), "weights_per_frame": self.weights3d is not None, "save": self.save,
+            "compression": self.compression, "level": self.level, "shuffle": self.shuffle, "k": self.k,
+            "meta": self.meta, "info": self.info, "arrays": digest.hexdigest(),
+        }
+        return json.dumps(plan, sort_keys=True, default=_jsonable)
+
+    def _resumable(self, master_tmp: Path) -> set[int] | None:
+        """Indices of the complete chunk groups of a matching ``.incomplete`` file, or ``None`` (start over)."""
+        if not master_tmp.exists():
+            warnings.warn(f"nothing to resume: {master_tmp} does not exist; writing from the beginning", stacklevel=4)
+            return None
+        try:
+            with h5py.File(master_tmp, "r") as f:
+                found = f.attrs.get(FINGERPRINT_ATTR)
+                if isinstance(found, bytes):
+                    found = found.decode()
+                if found != self.fingerprint():
+                    reason = "it holds no plan fingerprint" if found is None else "it was written for a different plan"
+                    warnings.warn(f"cannot resume {master_tmp}: {reason}; starting over", stacklevel=4)
+                    return None
+                return {int(name) for name, grp in f["chunks"].items() if self._complete(name, grp)}
+        except Exception as exc:  # noqa: BLE001 - a file damaged by the interruption: start over
+            warnings.warn(f"cannot resume {master_tmp}: it cannot be read ({exc}); starting over", stacklevel=4)
+            return None
+
+    def _complete(self, name: str, grp: h5py.Group) -> bool:
+        """True when chunk group ``name`` is marked complete and holds exactly its block's frames."""
+        if grp.attrs.get(COMPLETE_ATTR) != 1 or not name.isdigit() or int(name) >= len(self.ranges):
+            return False
+        start, stop = self.ranges[int(name)]
+        n, (_, h, w) = stop - start, self.shape
+        hdf5_chunks = math.ceil(n / min(self.k, n))
+        for ds_name, dtype in (("data", self.data.dtype), ("weights", self.wdtype)):
+            ds = grp[ds_name]
+            if ds.shape != (n, h, w) or ds.dtype != dtype or ds.id.get_num_chunks() != hdf5_chunks:
+                return False
+        return bool(
+            np.array_equal(grp["positions"][()], self.positions[start:stop])
+            and np.array_equal(grp["indices"][()], self.indices[start:stop])
+        )
 
     def _create_frame_datasets(self, grp: h5py.Group, n: int) -> None:
         _, h, w = self.shape
@@ -273,7 +385,9 @@ class _Plan:
         start, stop = self.ranges[i]
         offset = 0 if self.save != "merge" else start
         out = {"n": stop - start, "offset": offset}
-        aligned = offset % self.k == 0
+        # whole HDF5 chunks only: a padded last chunk must not overwrite the next block's frames (merge mode)
+        aligned = offset % self.k == 0 and ((stop - start) % self.k == 0 or offset + stop - start == self.shape[0]
+                                            or self.save != "merge")
         names = ["data"] + (["weights"] if self.weights3d is not None else [])
         for name, arr in zip(names, blocks):
             arr = np.ascontiguousarray(arr)
@@ -324,6 +438,9 @@ class _Plan:
             ds.id.write_direct_chunk((offset + j * k, 0, 0), self._weights2d_chunk, filter_mask=0)
         if n % k:
             rest = np.broadcast_to(self.weights2d, (n % k,) + self.weights2d.shape)
+            if offset + n != ds.shape[0]:  # a padded chunk would overwrite the next block's frames (merge mode)
+                ds[offset + full * k : offset + n] = rest
+                return
             ds.id.write_direct_chunk((offset + full * k, 0, 0), self._encode(np.ascontiguousarray(rest))[0], filter_mask=0)
 
 
@@ -372,7 +489,14 @@ def _documentable(value: Any) -> Any:
     return repr(value)
 
 
-def _progress_bar(total: int, progress: bool | None, desc: str):
+def _jsonable(value: Any) -> Any:
+    """JSON stand-in for numpy values and other objects in a fingerprint."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    return repr(value)
+
+
+def _progress_bar(total: int, progress: bool | None, desc: str, initial: int = 0):
     if progress is None:
         import sys
 
@@ -383,7 +507,7 @@ def _progress_bar(total: int, progress: bool | None, desc: str):
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc=f"writing {desc}", unit="block")
+    return tqdm(total=total, initial=initial, desc=f"writing {desc}", unit="block")
 
 
 def _version() -> str:

@@ -1,0 +1,242 @@
+"""Value kinds of recipe parameters: each checks (and normalises) one value.
+
+A kind is called with the value found in the recipe and returns the value to
+use, or raises :class:`Invalid` with a phrase describing what is allowed; the
+loader turns that into a :class:`~ptydask.errors.RecipeError` naming the key
+path, the value and the file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Invalid(Exception):
+    """A value does not fit its kind; ``str(exc)`` says what is allowed."""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Base kind: ``describe`` is the allowed values in words (used in errors and docs)."""
+
+    describe: str = field(default="", kw_only=True)
+    DESCRIBE = "any value"
+
+    def __post_init__(self) -> None:
+        if not self.describe:
+            object.__setattr__(self, "describe", self._describe())
+
+    def _describe(self) -> str:
+        return self.DESCRIBE
+
+    def check(self, value: Any) -> Any:  # pragma: no cover - overridden
+        return value
+
+    def __call__(self, value: Any) -> Any:
+        return self.check(value)
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    DESCRIBE = "a string"
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise Invalid(self.describe)
+        return value
+
+
+@dataclass(frozen=True)
+class FilePath(Text):
+    """A file path; relative paths are resolved by the loader."""
+
+    DESCRIBE = "a file path (relative to the recipe's folder)"
+
+
+@dataclass(frozen=True)
+class Flag(Kind):
+    DESCRIBE = "true or false"
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise Invalid(self.describe)
+        return value
+
+
+@dataclass(frozen=True)
+class Integer(Kind):
+    lo: int | None = None
+    hi: int | None = None
+
+    def _describe(self) -> str:
+        rng = (f" {self.lo}..{self.hi}" if self.hi is not None else f" >= {self.lo}") if self.lo is not None else ""
+        return f"an integer{rng}"
+
+    def check(self, value: Any) -> Any:
+        if not _is_int(value) or (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+            raise Invalid(self.describe)
+        return value
+
+
+@dataclass(frozen=True)
+class Number(Kind):
+    """A finite real number, ``>= lo`` (or ``> lo`` when ``strict``)."""
+
+    lo: float | None = None
+    strict: bool = False
+
+    def _describe(self) -> str:
+        rng = "" if self.lo is None else f" {'>' if self.strict else '>='} {self.lo:g}"
+        return f"a number{rng}"
+
+    def check(self, value: Any) -> Any:
+        if not _is_number(value) or not self._ok(value):
+            raise Invalid(self.describe)
+        return float(value)
+
+    def _ok(self, v: float) -> bool:
+        return self.lo is None or (v > self.lo if self.strict else v >= self.lo)
+
+
+@dataclass(frozen=True)
+class NumberOrPair(Number):
+    """One number or a (y, x) pair of numbers (e.g. a pixel size)."""
+
+    def _describe(self) -> str:
+        return super()._describe().replace("a number", "a number or a [y, x] pair of numbers")
+
+    def check(self, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            if len(value) != 2 or not all(_is_number(v) and self._ok(v) for v in value):
+                raise Invalid(self.describe)
+            return [float(v) for v in value]
+        return super().check(value)
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    values: tuple = ()
+
+    def _describe(self) -> str:
+        return "one of " + ", ".join(_show(v) for v in self.values)
+
+    def check(self, value: Any) -> Any:
+        if isinstance(value, bool) or value not in self.values:
+            raise Invalid(self.describe)
+        return value
+
+
+@dataclass(frozen=True)
+class Orientation(Kind):
+    DESCRIBE = "an integer 0..7 (4 transpose + 2 flip up-down + 1 flip left-right) or [transpose, flipud, fliplr] booleans"
+
+    def check(self, value: Any) -> Any:
+        if _is_int(value) and 0 <= value <= 7:
+            return value
+        if isinstance(value, (list, tuple)) and len(value) == 3 and all(v in (0, 1) for v in value):
+            return [bool(v) for v in value]  # ptypy reads the three flags by truth value: 0/1 work too
+        raise Invalid(self.describe)
+
+
+@dataclass(frozen=True)
+class Center(Kind):
+    DESCRIBE = "'fftshift', 'geometric', a [row, col] pair of numbers (raw-frame pixels) or null (automatic)"
+
+    def check(self, value: Any) -> Any:
+        if value in ("fftshift", "geometric") and isinstance(value, str):
+            return value
+        if isinstance(value, (list, tuple)) and len(value) >= 2 and all(_is_number(v) for v in value[-2:]):
+            return [float(v) for v in value[-2:]]
+        raise Invalid(self.describe)
+
+
+@dataclass(frozen=True)
+class Shape(Kind):
+    DESCRIBE = "an integer >= 2, a [rows, cols] pair of integers >= 2, or null (the whole frame)"
+
+    def check(self, value: Any) -> Any:
+        if _is_int(value) and value >= 2:
+            return value
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) and v >= 2 for v in value):
+            return list(value)
+        raise Invalid(self.describe)
+
+
+@dataclass(frozen=True)
+class Bounds(Kind):
+    DESCRIBE = "an integer >= 0 (lower bound) or a [min, max] pair of integers"
+
+    def check(self, value: Any) -> Any:
+        if _is_int(value) and value >= 0:
+            return value
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) and v >= 0 for v in value):
+            if value[0] >= value[1]:
+                raise Invalid(self.describe + " with min < max")
+            return list(value)
+        raise Invalid(self.describe)
+
+
+@dataclass(frozen=True)
+class IntList(Kind):
+    length: int | None = None
+    DESCRIBE = "a list of integers >= 0"
+
+    def check(self, value: Any) -> Any:
+        if not isinstance(value, (list, tuple)) or not all(_is_int(v) and v >= 0 for v in value):
+            raise Invalid(self.describe)
+        if self.length is not None and len(value) != self.length:
+            raise Invalid(self.describe)
+        return list(value)
+
+
+@dataclass(frozen=True)
+class PositionList(Kind):
+    DESCRIBE = "a list of [y, x] pairs of numbers (metres), at least one"
+
+    def check(self, value: Any) -> Any:
+        if (
+            not isinstance(value, (list, tuple))
+            or not value
+            or not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_number(v) for v in p) for p in value)
+        ):
+            raise Invalid(self.describe)
+        return [[float(v) for v in p] for p in value]
+
+
+def _show(v: Any) -> str:
+    return "null" if v is None else repr(v)
+
+
+def show(value: Any) -> str:
+    """A value as a recipe author would write it (JSON-like), shortened if long."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        items = [show(v) for v in value[:6]]
+        more = ", ..." if len(value) > 6 else ""
+        return "[" + ", ".join(items) + more + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {show(v)}" for k, v in list(value.items())[:6]) + "}"
+    if isinstance(value, str):
+        return repr(value)
+    return repr(value)
+
+
+def describe_all(kind: Kind, nullable: bool) -> str:
+    """The allowed values of a parameter in words (``null`` appended when allowed)."""
+    text = kind.describe
+    if nullable and "null" not in text:
+        text += " or null"
+    return text

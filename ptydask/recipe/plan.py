@@ -1,0 +1,56 @@
+"""The text of a dry run: every parameter with its value and origin, the sources, the steps, the output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from ..scan import describe
+from .kinds import show
+from .model import REF_GROUPS, Recipe
+from .table import PARAMS
+
+
+def _parameters(recipe: Recipe) -> list[str]:
+    width = max(len(p.path) for p in PARAMS)
+    lines = []
+    for p in PARAMS:
+        v = recipe.values[p.path]
+        unit = f" {p.unit}" if p.unit and v.value is not None else ""
+        lines.append(f"  {p.path:<{width}} = {show(v.value)}{unit}  [{v.origin}]")
+    return lines
+
+
+def _sources(recipe: Recipe, raw: xr.Dataset) -> list[str]:
+    if recipe["name"] == "PtydScan":
+        return [f"  source      {recipe['source']} (.ptyd, reprocessed)", f"  frames      {describe(raw)}"]
+    lines = [f"  intensities {recipe['intensities.file']}:{recipe['intensities.key'] or '(found by convention)'}"]
+    if recipe["positions.slow_key"] is not None:
+        f = recipe["positions.file"] or recipe["intensities.file"]
+        lines.append(f"  positions   {f}: slow {recipe['positions.slow_key']}, fast {recipe['positions.fast_key']}")
+    elif recipe["positions_theory"] is not None:
+        lines.append(f"  positions   positions_theory ({len(recipe['positions_theory'])} points)")
+    for group in REF_GROUPS[1:]:
+        if recipe[f"{group}.key"] is not None:
+            lines.append(f"  {group:<11} {recipe[f'{group}.file'] or recipe['intensities.file']}:{recipe[f'{group}.key']}")
+    lines.append(f"  frames      {describe(raw)}")
+    return lines
+
+
+def render_plan(recipe: Recipe, raw: xr.Dataset, out: dict[str, Any]) -> str:
+    """The plan of ``run_recipe(recipe)`` as text; ``raw`` is the lazily opened source."""
+    path = Path(recipe["dfile"])
+    state = "exists, will be replaced" if path.exists() and out["overwrite"] else (
+        "exists: refused without --overwrite" if path.exists() else "new")
+    compression = "none" if out["compression"] is None else f"{out['compression']} level {out['compression_level']}"
+    lines = [f"plan for {recipe.where} (dry run: nothing is read beyond metadata, nothing is written)",
+             "parameters (value [origin]):", *_parameters(recipe), "sources:", *_sources(recipe, raw),
+             "steps:",
+             "  open_frames -> prepare (crop/pad, orientation, rebin, masks) -> to_ptyd" if recipe["name"] != "PtydScan"
+             else "  open_ptyd -> prepare -> to_ptyd",
+             "output:",
+             f"  {path} ({state}); save {out['save']}, {compression}"
+             + (", resume an interrupted write" if out["resume"] else "")]
+    return "\n".join(lines)
