@@ -4,7 +4,7 @@ Used by ``ptydask demo``, the notebooks and the benchmarks. The frames are
 the far-field intensities ``|FFT(probe * object)|^2`` of a focused probe
 scanned on a spiral over a complex object, scaled to photon counts with
 Poisson noise, with the beam off the detector centre, a dead column, a dead
-block and a few hot pixels. Nothing here is needed to use ptydask on real data.
+block and a few hot pixels (below saturation). Nothing here is needed to use ptydask on real data.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class SimulatedScan:
     dead_column: int = 17
     dead_block: tuple[slice, slice] = (slice(100, 104), slice(20, 24))
     hot_pixels: tuple[tuple[int, int], ...] = ((5, 120), (90, 10), (64, 80))
+    hot_level: int = 30000  # counts a hot pixel reads in every frame (below saturation)
     seed: int = 2026
     extra: dict = field(default_factory=dict)
 
@@ -97,7 +98,7 @@ def simulate_frames(sim: SimulatedScan) -> tuple[np.ndarray, np.ndarray, np.ndar
     frames[:, sim.dead_block[0], sim.dead_block[1]] = 0
     mask[sim.dead_block] = False
     for r, c in sim.hot_pixels:
-        frames[:, r, c] = 65535
+        frames[:, r, c] = sim.hot_level
         mask[r, c] = False
     return frames, positions, mask
 

@@ -54,15 +54,15 @@ CHILD = COMMON + textwrap.dedent(
         time.sleep(float(os.environ.get("PTYDASK_TEST_HOLD", "600")))
 
     if where == "group":  # stop inside chunk group k: data written, positions/marker not yet
-        import ptydask.ptyd.writer as writer
-        original = writer._Plan._write_small
+        from ptydask.ptyd.layout import BlockWriter
+        original = BlockWriter.write_small
 
-        def write_small(self, grp, start, stop):
-            if start == kill_block * B and grp.name != "/":
+        def write_small(self, grp, positions, indices):
+            if indices[0] == kill_block * B and grp.name != "/":  # indices are the frame numbers here
                 hold()
-            return original(self, grp, start, stop)
+            return original(self, grp, positions, indices)
 
-        writer._Plan._write_small = write_small
+        BlockWriter.write_small = write_small
 
     def block(x, block_info=None):
         i = block_info[None]["chunk-location"][0]

@@ -157,6 +157,22 @@ def test_hot_pixels_found_next_to_a_bright_beam() -> None:
     assert out.attrs["info"]["masks"] == {"dead": 64, "hot": 3}
 
 
+def test_automatic_centre_ignores_hot_pixels_found_by_the_masks() -> None:
+    """A symmetric beam at a known centre plus bright hot pixels off to one side: with hot-pixel
+    detection the centre is the beam's; the plain masked centre of mass is pulled away."""
+    yy, xx = np.mgrid[:48, :48]
+    beam = 1000.0 * np.exp(-((yy - 20.0) ** 2 + (xx - 27.0) ** 2) / (2 * 3.0**2))
+    frames = np.repeat(np.round(beam)[None], 12, axis=0).astype(np.uint16)
+    frames[:, 44, 3] = 30000
+    frames[:, 2, 45] = 30000
+    scan = from_arrays(frames, chunks=5)
+    found = prepare(scan, shape=32, center=None, auto_center=True, hot_pixels=5.0)
+    plain = prepare(scan, shape=32, center=None, auto_center=True)
+    assert found.attrs["info"]["masks"]["hot"] == 2
+    np.testing.assert_allclose(found.attrs["info"]["center"], (20.0, 27.0), atol=1e-6)
+    assert abs(plain.attrs["info"]["center"][0] - 20.0) > 1.0
+
+
 def test_num_frames_selects_first_frames_and_caps_meta() -> None:
     frames = np.arange(10 * 4 * 4, dtype=np.uint16).reshape(10, 4, 4)
     positions = np.arange(20, dtype=float).reshape(10, 2)

@@ -62,21 +62,28 @@ def test_untouched_when_nothing_to_do() -> None:
 
 
 @pytest.mark.parametrize("per_frame_weights", [False, True])
-def test_global_reductions_read_every_frame_once(per_frame_weights: bool) -> None:
+@pytest.mark.parametrize("auto_center, masks, passes", [
+    (True, False, 1),   # automatic centre alone: one pass
+    (False, True, 1),   # automatic masks alone: one pass
+    (True, True, 2),    # both: masks first, then the centre with the masks applied
+])
+def test_global_reductions_read_every_frame_once_per_pass(per_frame_weights: bool, auto_center: bool, masks: bool,
+                                                          passes: int) -> None:
     rng = np.random.default_rng(1)
     raw = rng.poisson(5.0, size=(40, 16, 16)).astype(np.uint16)
     arr, reads = counting_frames(raw, 6)
-    # per-frame weights + rebin: the max-fraction rule needs a second reduction, over the weights only
+    # per-frame weights + rebin: the max-fraction rule needs one more reduction, over the weights only
     weights = (rng.random((40, 16, 16)) > 0.1).astype(np.uint8) if per_frame_weights else None
     scan = from_arrays(arr, weights=weights)
-    out = prepare(scan, shape=12, center=None, orientation=2, rebin=2, hot_pixels=5.0, dead_pixels=True,
-                  saturation=60000)
+    mask_kw = dict(hot_pixels=5.0, dead_pixels=True, saturation=60000) if masks else {}
+    out = prepare(scan, shape=12, center=None if auto_center else (8, 8), orientation=2, rebin=2, **mask_kw)
     nblocks = arr.npartitions
-    assert sorted(reads) == list(range(nblocks))  # auto-centre + masks: one pass, each block once
+    assert sorted(reads) == sorted(list(range(nblocks)) * passes)  # each block once per pass
     reads.clear()
     out["data"].values
     assert sorted(reads) == list(range(nblocks))  # the blockwise pass reads each block once more
-    assert out.attrs["info"]["masks"] == {"saturated": 0, "dead": 0, "hot": 0}
+    if masks:
+        assert out.attrs["info"]["masks"] == {"saturated": 0, "dead": 0, "hot": 0}
 
 
 @pytest.mark.parametrize("chunks", [1, 7, 40])

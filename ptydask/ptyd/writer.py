@@ -27,7 +27,6 @@ import json
 import math
 import os
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +36,14 @@ import numpy as np
 import xarray as xr
 
 from .. import __name__ as _pkg
-from ..blocks import block_ranges, iter_blocks
+from ..blocks import active_client, block_ranges, iter_blocks
 from ..errors import GeometryError, OutputError, OutputExistsError, ParameterError, ScanError
-from ..scan import META_KEYS, meta_of, validate_scan
-from .h5rw import set_root_attrs, write_value
+from ..scan import meta_of, validate_scan
+from .layout import INCOMPLETE, BlockWriter, finalize, remove, tmp_name
+
+__all__ = ["to_ptyd", "SAVE_MODES", "INCOMPLETE", "COMPLETE_ATTR", "FINGERPRINT_ATTR"]
 
 SAVE_MODES = ("append", "link", "merge")
-INCOMPLETE = ".incomplete"
 #: Root attribute of an ``.incomplete`` append file: the plan's fingerprint (JSON).
 FINGERPRINT_ATTR = "ptydask_plan"
 #: Attribute of a chunk group that is fully written (append mode, removed at the end).
@@ -79,6 +79,9 @@ def to_ptyd(
     frames_per_hdf5_chunk : frames per HDF5 chunk (whole frames, never split).
     progress : show a progress bar; ``None`` = only when stderr is a terminal.
     max_in_flight : blocks computed at once (default: CPU count).
+        On a ``distributed`` client, blocks are computed by its workers; in
+        ``link`` mode the workers also write the part files themselves (the
+        output folder must be shared).
     resume : ``save="append"`` only: continue an interrupted write from
         ``<path>.incomplete`` when it holds the same plan (frames, blocks, dtypes,
         frame shape, options, meta, positions); else start over with a warning.
@@ -92,17 +95,25 @@ def to_ptyd(
     options["shuffle"] = bool(shuffle)
     if resume and save != "append":
         raise ParameterError(f"resume: only save='append' writes can be resumed, got save={save!r}")
+    client = active_client()
+    if save == "link" and client is not None:  # on a cluster, workers write their own part files
+        from ..parallel.distributed import write_link_parts
+
+        return write_link_parts(scan, Path(os.path.abspath(path)), client, chunk_format, overwrite,
+                                compression=compression, compression_level=compression_level, shuffle=shuffle,
+                                frames_per_hdf5_chunk=frames_per_hdf5_chunk, max_in_flight=max_in_flight)["path"]
     plan = _Plan(scan, path, save, chunk_format, options)
     _check_output(path, overwrite)
     written: list[Path] = []
     try:
         plan.write(written, progress, max_in_flight, resume)
-        _finalize(plan, written, overwrite)
+        finalize(plan.writer, written, overwrite, len(plan.ranges) if save == "link" else None)
+        written.clear()
     except BaseException as exc:
-        keep = plan.tmp(path) if isinstance(exc, KeyboardInterrupt) and save == "append" else None
+        keep = tmp_name(path) if isinstance(exc, KeyboardInterrupt) and save == "append" else None
         for p in written:
             if p != keep:
-                _remove(p)
+                remove(p)
         if keep is not None and keep.exists():
             warnings.warn(f"interrupted: the finished chunk groups are kept in {keep}; "
                           "run again with resume=True (CLI: --resume) to complete it", stacklevel=2)
@@ -162,7 +173,8 @@ def _required_geometry(scan: xr.Dataset) -> None:
 
 
 class _Plan:
-    """Everything the writer needs, checked before the first byte is written."""
+    """Everything the writer needs, checked before the first byte is written: the Dask arrays,
+    positions and indices, the block ranges, and the :class:`BlockWriter` of the file layout."""
 
     def __init__(self, scan: xr.Dataset, path: Path, save: str, chunk_format: str, options: dict[str, Any]):
         n, h, w = scan["data"].shape
@@ -174,22 +186,19 @@ class _Plan:
                 "(ptypy cannot reconstruct without them); pass positions= to from_arrays"
             )
         _required_geometry(scan)
-        self.path, self.save, self.chunk_format = path, save, chunk_format
-        self.k = min(options["k"], n)
-        self.compression, self.level = options["compression"], options["level"]
-        self.shuffle = options["shuffle"]
+        self.path, self.save = path, save
         self.shape = (n, h, w)
         data = scan["data"].data
         self.data = data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=(n, h, w))
         self.data = self.data.rechunk((self.data.chunks[0], h, w))
         self.ranges = block_ranges(self.data.chunks[0])
         wts = scan["weights"] if "weights" in scan else None
-        self.weights2d: np.ndarray | None = None
+        weights2d: np.ndarray | None = None
         self.weights3d: da.Array | None = None
         if wts is None:
-            self.weights2d = np.ones((h, w), dtype=np.float64)
+            weights2d = np.ones((h, w), dtype=np.float64)
         elif wts.dims == ("y", "x"):
-            self.weights2d = np.asarray(wts.values)
+            weights2d = np.asarray(wts.values)
         else:
             wdata = wts.data if isinstance(wts.data, da.Array) else da.from_array(np.asarray(wts.data))
             self.weights3d = wdata.rechunk((self.data.chunks[0], h, w))
@@ -200,33 +209,30 @@ class _Plan:
         self.indices = (
             np.asarray(scan["indices"].values, dtype=np.int64) if "indices" in scan else np.arange(n, dtype=np.int64)
         )
-        self.meta = meta_of(scan)
-        self.info = _documentable(
+        k = min(options["k"], n)
+        compression, level, shuffle = options["compression"], options["level"], options["shuffle"]
+        info = _documentable(
             {
                 **(scan.attrs.get("info") or {}),
                 "writer": f"{_pkg} {_version()}",
                 "save": save,
                 "chunk_format": chunk_format,
                 "dfile": path.name,
-                "compression": "none" if self.compression is None else f"{self.compression}:{self.level}",
-                "shuffle": self.shuffle,
-                "frames_per_hdf5_chunk": self.k,
+                "compression": "none" if compression is None else f"{compression}:{level}",
+                "shuffle": shuffle,
+                "frames_per_hdf5_chunk": k,
                 "propagation": scan.attrs.get("propagation", "farfield"),
             }
         )
-        self.wdtype = self.weights2d.dtype if self.weights2d is not None else self.weights3d.dtype
-        self._weights2d_chunk: bytes | None = None
-
-    # -- names
-    def tmp(self, p: Path) -> Path:
-        return p.with_name(p.name + INCOMPLETE)
-
-    def part_path(self, i: int) -> Path:
-        return self.path.with_name(self.path.name + self.chunk_format % i)
+        self.writer = BlockWriter(
+            path=path, save=save, chunk_format=chunk_format, frame_shape=(h, w), dtype=self.data.dtype,
+            weights_dtype=weights2d.dtype if weights2d is not None else self.weights3d.dtype, weights2d=weights2d,
+            k=k, compression=compression, level=level, shuffle=shuffle, meta=meta_of(scan), info=info,
+        )
 
     # -- writing
     def write(self, written: list[Path], progress: bool | None, max_in_flight: int | None, resume: bool = False) -> None:
-        master_tmp = self.tmp(self.path)
+        master_tmp = tmp_name(self.path)
         done = self._resumable(master_tmp) if resume else None
         if done is None and master_tmp.exists() and not resume:
             warnings.warn(f"removing {master_tmp}, left behind by an interrupted write "
@@ -236,40 +242,32 @@ class _Plan:
         if f is None:  # could not clean up the partial groups: start over
             done = None
             f = self._open(master_tmp, None)
+        bw = self.writer
         with f:
             chunks = f["chunks"]
             merged = None
             if self.save == "merge":
-                merged = chunks.create_group("0")
-                merged.attrs.create("type", "dict", dtype=h5py.string_dtype())
-                self._create_frame_datasets(merged, self.shape[0])
-                self._write_small(merged, 0, self.shape[0])
+                merged = bw.new_group(chunks, 0, self.shape[0])
+                bw.write_small(merged, self.positions, self.indices)
             arrays = [self.data] + ([self.weights3d] if self.weights3d is not None else [])
             todo = [i for i in range(len(self.ranges)) if not done or i not in done]
             bar = _progress_bar(len(self.ranges), progress, self.path.name, initial=len(done or ()))
             try:
-                for i, encoded in iter_blocks(arrays, blocks=todo, max_in_flight=max_in_flight, post=self._encode_block):
+                for i, payload in iter_blocks(arrays, blocks=todo, max_in_flight=max_in_flight, post=self._encode_block):
                     start, stop = self.ranges[i]
                     if self.save == "merge":
-                        self._write_block(merged, start, encoded)
+                        bw.write_payload(merged, start, payload)
                     elif self.save == "append":
-                        grp = chunks.create_group(str(i))
-                        grp.attrs.create("type", "dict", dtype=h5py.string_dtype())
-                        self._create_frame_datasets(grp, stop - start)
-                        self._write_block(grp, 0, encoded)
-                        self._write_small(grp, start, stop)
+                        grp = bw.new_group(chunks, i, stop - start)
+                        bw.write_payload(grp, 0, payload)
+                        bw.write_small(grp, self.positions[start:stop], self.indices[start:stop])
                         grp.attrs[COMPLETE_ATTR] = 1
                         f.flush()
                     else:
-                        part = self.part_path(i)
-                        part_tmp = self.tmp(part)
+                        part_tmp = tmp_name(bw.part_path(i))
                         written.append(part_tmp)
-                        with h5py.File(part_tmp, "w") as pf:
-                            set_root_attrs(pf)
-                            self._create_frame_datasets(pf, stop - start)
-                            self._write_block(pf, 0, encoded)
-                            self._write_small(pf, start, stop)
-                        chunks[str(i)] = h5py.ExternalLink(part.name, "/")
+                        bw.write_part(part_tmp, payload, self.positions[start:stop], self.indices[start:stop])
+                        chunks[str(i)] = h5py.ExternalLink(bw.part_path(i).name, "/")
                     if bar is not None:
                         bar.update(1)
             finally:
@@ -281,6 +279,13 @@ class _Plan:
                         del chunks[name].attrs[COMPLETE_ATTR]
                 if FINGERPRINT_ATTR in f.attrs:
                     del f.attrs[FINGERPRINT_ATTR]
+
+    def _encode_block(self, i: int, blocks: tuple[np.ndarray, ...]) -> dict[str, Any]:
+        """Compress block ``i`` (runs in a worker thread or process)."""
+        start, stop = self.ranges[i]
+        if self.save == "merge":
+            return self.writer.encode_payload(blocks, start, self.shape[0])
+        return self.writer.encode_payload(blocks, 0, stop - start)
 
     # -- starting and resuming
     def _open(self, master_tmp: Path, done: set[int] | None) -> h5py.File | None:
@@ -302,30 +307,24 @@ class _Plan:
             f = h5py.File(master_tmp, "w")
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot create {master_tmp}: {exc}") from exc
-        set_root_attrs(f)
+        self.writer.write_skeleton(f)
         if self.save == "append":
             f.attrs[FINGERPRINT_ATTR] = self.fingerprint()
-        chunks = f.create_group("chunks")
-        chunks.attrs.create("type", "dict", dtype=h5py.string_dtype())
-        meta = f.create_group("meta")
-        meta.attrs.create("type", "dict", dtype=h5py.string_dtype())
-        for key in META_KEYS:
-            write_value(meta, key, self.meta[key])
-        write_value(f, "info", self.info)
         f.flush()
         return f
 
     def fingerprint(self) -> str:
         """JSON text identifying the plan: frames, blocks, dtypes, shapes, options, meta, info, positions."""
+        bw = self.writer
         digest = hashlib.sha256()
-        for arr in (self.positions, self.indices, self.weights2d):
+        for arr in (self.positions, self.indices, bw.weights2d):
             if arr is not None:
                 digest.update(str(arr.dtype).encode() + np.ascontiguousarray(arr).tobytes())
         plan = {
-            "format": 1, "shape": self.shape, "blocks": self.ranges, "dtype": str(self.data.dtype),
-            "weights_dtype": str(self.wdtype), "weights_per_frame": self.weights3d is not None, "save": self.save,
-            "compression": self.compression, "level": self.level, "shuffle": self.shuffle, "k": self.k,
-            "meta": self.meta, "info": self.info, "arrays": digest.hexdigest(),
+            "format": 1, "shape": self.shape, "blocks": self.ranges, "dtype": str(bw.dtype),
+            "weights_dtype": str(bw.weights_dtype), "weights_per_frame": bw.per_frame_weights, "save": self.save,
+            "compression": bw.compression, "level": bw.level, "shuffle": bw.shuffle, "k": bw.k,
+            "meta": bw.meta, "info": bw.info, "arrays": digest.hexdigest(),
         }
         return json.dumps(plan, sort_keys=True, default=_jsonable)
 
@@ -354,8 +353,8 @@ class _Plan:
             return False
         start, stop = self.ranges[int(name)]
         n, (_, h, w) = stop - start, self.shape
-        hdf5_chunks = math.ceil(n / min(self.k, n))
-        for ds_name, dtype in (("data", self.data.dtype), ("weights", self.wdtype)):
+        hdf5_chunks = math.ceil(n / min(self.writer.k, n))
+        for ds_name, dtype in (("data", self.writer.dtype), ("weights", self.writer.weights_dtype)):
             ds = grp[ds_name]
             if ds.shape != (n, h, w) or ds.dtype != dtype or ds.id.get_num_chunks() != hdf5_chunks:
                 return False
@@ -363,114 +362,6 @@ class _Plan:
             np.array_equal(grp["positions"][()], self.positions[start:stop])
             and np.array_equal(grp["indices"][()], self.indices[start:stop])
         )
-
-    def _create_frame_datasets(self, grp: h5py.Group, n: int) -> None:
-        _, h, w = self.shape
-        k = min(self.k, n)
-        opts: dict[str, Any] = {"chunks": (k, h, w)}
-        if self.compression == "gzip":
-            opts.update(compression="gzip", compression_opts=self.level, shuffle=self.shuffle)
-        for name, dtype in (("data", self.data.dtype), ("weights", self.wdtype)):
-            ds = grp.create_dataset(name, shape=(n, h, w), dtype=dtype, **opts)
-            ds.attrs.create("type", "array", dtype=h5py.string_dtype())
-
-    def _write_small(self, grp: h5py.Group, start: int, stop: int) -> None:
-        pos = grp.create_dataset("positions", data=self.positions[start:stop], compression="gzip")
-        pos.attrs.create("type", "array", dtype=h5py.string_dtype())
-        idx = grp.create_dataset("indices", data=self.indices[start:stop], compression="gzip")
-        idx.attrs.create("type", "arraylist", dtype=h5py.string_dtype())
-
-    # -- encoding (runs in worker threads / processes)
-    def _encode_block(self, i: int, blocks: tuple[np.ndarray, ...]) -> dict[str, Any]:
-        start, stop = self.ranges[i]
-        offset = 0 if self.save != "merge" else start
-        out = {"n": stop - start, "offset": offset}
-        # whole HDF5 chunks only: a padded last chunk must not overwrite the next block's frames (merge mode)
-        aligned = offset % self.k == 0 and ((stop - start) % self.k == 0 or offset + stop - start == self.shape[0]
-                                            or self.save != "merge")
-        names = ["data"] + (["weights"] if self.weights3d is not None else [])
-        for name, arr in zip(names, blocks):
-            arr = np.ascontiguousarray(arr)
-            out[name] = self._encode(arr) if aligned else arr
-        return out
-
-    def _encode(self, arr: np.ndarray) -> list[bytes]:
-        """Whole-frame HDF5 chunks of ``arr`` as the bytes the filter pipeline would store."""
-        k = self.k
-        pieces = []
-        for s in range(0, arr.shape[0], k):
-            piece = arr[s : s + k]
-            if piece.shape[0] < k:
-                piece = np.concatenate([piece, np.zeros((k - piece.shape[0],) + piece.shape[1:], piece.dtype)])
-            if self.compression is None:
-                pieces.append(piece.tobytes())
-                continue
-            raw = piece.view(np.uint8).reshape(-1, piece.dtype.itemsize)
-            raw = raw.T.tobytes() if (self.shuffle and piece.dtype.itemsize > 1) else raw.tobytes()
-            pieces.append(zlib.compress(raw, self.level))
-        return pieces
-
-    def _write_block(self, grp: h5py.Group, offset: int, encoded: dict[str, Any]) -> None:
-        n = encoded["n"]
-        self._write_frames(grp["data"], offset, n, encoded["data"])
-        if self.weights3d is not None:
-            self._write_frames(grp["weights"], offset, n, encoded["weights"])
-        else:
-            self._write_constant_weights(grp["weights"], offset, n)
-
-    def _write_frames(self, ds: h5py.Dataset, offset: int, n: int, payload: Any) -> None:
-        if isinstance(payload, np.ndarray):
-            ds[offset : offset + n] = payload
-            return
-        for j, chunk in enumerate(payload):
-            ds.id.write_direct_chunk((offset + j * self.k, 0, 0), chunk, filter_mask=0)
-
-    def _write_constant_weights(self, ds: h5py.Dataset, offset: int, n: int) -> None:
-        k = self.k
-        if offset % k:
-            ds[offset : offset + n] = np.broadcast_to(self.weights2d, (n,) + self.weights2d.shape)
-            return
-        if self._weights2d_chunk is None:
-            tile = np.ascontiguousarray(np.broadcast_to(self.weights2d, (k,) + self.weights2d.shape))
-            self._weights2d_chunk = self._encode(tile)[0]
-        full = n // k
-        for j in range(full):
-            ds.id.write_direct_chunk((offset + j * k, 0, 0), self._weights2d_chunk, filter_mask=0)
-        if n % k:
-            rest = np.broadcast_to(self.weights2d, (n % k,) + self.weights2d.shape)
-            if offset + n != ds.shape[0]:  # a padded chunk would overwrite the next block's frames (merge mode)
-                ds[offset + full * k : offset + n] = rest
-                return
-            ds.id.write_direct_chunk((offset + full * k, 0, 0), self._encode(np.ascontiguousarray(rest))[0], filter_mask=0)
-
-
-# --------------------------------------------------------------------------- finishing
-
-
-def _finalize(plan: _Plan, written: list[Path], overwrite: bool) -> None:
-    """Rename the finished files into place: old master first out, new master last in."""
-    if plan.path.exists():
-        if not overwrite:  # appeared while we were writing
-            raise OutputExistsError(f"{plan.path}: was created by someone else while writing; not replaced")
-        _remove(plan.path)
-    master_tmp = plan.tmp(plan.path)
-    parts = [p for p in written if p != master_tmp]
-    for p in parts:
-        os.replace(p, p.with_name(p.name[: -len(INCOMPLETE)]))
-    if overwrite and plan.save == "link":
-        i = len(plan.ranges)
-        while plan.part_path(i).exists():  # stale parts of a longer previous scan
-            _remove(plan.part_path(i))
-            i += 1
-    os.replace(master_tmp, plan.path)
-    written.clear()
-
-
-def _remove(p: Path) -> None:
-    try:
-        p.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def _documentable(value: Any) -> Any:

@@ -19,6 +19,29 @@ Array = Optional[np.ndarray]
 #: Zero padding (top, bottom, left, right), pixels.
 Padding = tuple[int, int, int, int]
 
+#: The block kernels work through a block a few frames at a time, so that their float64
+#: temporaries stay about this small: the allocator recycles small buffers, while large
+#: fresh arrays must be page-faulted in (slow, and several times the block in memory).
+#: Every step is per pixel or per frame, so the results do not depend on the grouping.
+GROUP_BYTES = 4 * 2**20
+
+
+def group_frames(frame_pixels: int, itemsize: int = 8) -> int:
+    """Frames per group so that one float64 temporary of the group is about ``GROUP_BYTES``."""
+    return max(1, GROUP_BYTES // max(1, frame_pixels * itemsize))
+
+
+def _rows(arr: Array, start: int, stop: int) -> Array:
+    """Frames ``start:stop`` of a per-frame side array ((n, ...) 3-D); 2-D side arrays are shared."""
+    return arr[start:stop] if arr is not None and arr.ndim == 3 else arr
+
+
+def _cut(arr: Array, start: int, stop: int, rows: slice, cols: slice) -> Array:
+    """Frames ``start:stop`` (if per frame) and pixels ``rows, cols`` of an (H, W) / (n, H, W) side array."""
+    if arr is None:
+        return None
+    return arr[start:stop, rows, cols] if arr.ndim == 3 else arr[rows, cols]
+
 # --------------------------------------------------------------------------- corrections
 
 
@@ -113,7 +136,26 @@ def _blocks(stack: np.ndarray, r: int) -> np.ndarray:
 
 def rebin_mean(stack: np.ndarray, r: int) -> np.ndarray:
     """Mean of r x r blocks (ptypy's rebin: mean over columns, then rows; float64 for integers)."""
-    return _blocks(stack, r).mean(-1).mean(-2)
+    blocks = _blocks(stack, r)
+    if 1 < r < 8:  # numpy sums fewer than 8 elements in order: the same additions, without a slow short reduction
+        return _mean_in_order(_mean_in_order(blocks, 4, r), 2, r)
+    return blocks.mean(-1).mean(-2)
+
+
+def _mean_in_order(a: np.ndarray, axis: int, r: int) -> np.ndarray:
+    """``a.mean(axis)`` for an axis of length ``r`` < 8, as elementwise additions in index order
+    (bit for bit what ``mean`` computes: sum in float64 for integers and bool, then / r)."""
+    dtype = np.dtype(np.float64) if a.dtype.kind in "biu" else a.dtype
+    take = [slice(None)] * a.ndim
+
+    def part(k: int) -> np.ndarray:
+        take[axis] = k
+        return a[tuple(take)]
+
+    acc = np.add(part(0), part(1), dtype=dtype)
+    for k in range(2, r):
+        np.add(acc, part(k), out=acc, dtype=dtype)
+    return np.true_divide(acc, r, out=acc)
 
 
 def rebin_sum(stack: np.ndarray, r: int) -> np.ndarray:
@@ -123,8 +165,13 @@ def rebin_sum(stack: np.ndarray, r: int) -> np.ndarray:
 
 
 def valid_fraction(weights: np.ndarray, r: int) -> np.ndarray:
-    """Fraction of valid (``weights > 0``) sub-pixels of each r x r block, float64."""
-    return rebin_mean(weights > 0, r)
+    """Fraction of valid (``weights > 0``) sub-pixels of each r x r block, float64.
+
+    Computed as an exact integer count divided by r * r, so that equal counts give
+    identical fractions wherever they occur (a float mean can differ in the last bit
+    with the positions of the valid sub-pixels, and the mask rule compares fractions
+    for equality)."""
+    return _blocks(weights > 0, r).sum(axis=(2, 4), dtype=np.int64) / float(r * r)
 
 
 def geometry(stack: np.ndarray, window: Window, orientation: Orientation, r: int, mode: str) -> np.ndarray:
@@ -155,11 +202,20 @@ def mass_centres(frames: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
     ``valid`` is bool (H, W) or (n, H, W). A frame without masked intensity gives NaN.
     """
-    n, h, w = frames.shape
+    return _centres_of(*_mass_sums(frames, valid))
+
+
+def _mass_sums(frames: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame masked totals (n,), row sums (n, H) and column sums (n, W), float64 (per frame: any grouping)."""
     masked = frames.astype(np.float64) * valid
-    total = masked.sum(axis=(1, 2))
-    rows = masked.sum(axis=2) @ np.arange(h, dtype=np.float64)
-    cols = masked.sum(axis=1) @ np.arange(w, dtype=np.float64)
+    return masked.sum(axis=(1, 2)), masked.sum(axis=2), masked.sum(axis=1)
+
+
+def _centres_of(total: np.ndarray, row_sums: np.ndarray, col_sums: np.ndarray) -> np.ndarray:
+    """Centres (n, 2) from ``_mass_sums`` (one matrix product per axis for the whole block)."""
+    n, h = row_sums.shape
+    rows = row_sums @ np.arange(h, dtype=np.float64)
+    cols = col_sums @ np.arange(col_sums.shape[1], dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.stack([rows / total, cols / total], axis=1).reshape(n, 2)
 
@@ -176,34 +232,29 @@ def pixel_sum(frames: np.ndarray) -> np.ndarray:
     return frames.sum(axis=0, dtype=np.float64)[None]
 
 
-def median3x3(image: np.ndarray) -> np.ndarray:
-    """Median of each pixel's 3 x 3 neighbourhood (edges replicated), (H, W)."""
+def brightest_neighbour(image: np.ndarray) -> np.ndarray:
+    """Largest value among each pixel's 8 neighbours (outside the frame counts as 0), (H, W)."""
     h, w = image.shape
-    padded = np.pad(image, 1, mode="edge")
-    shifted = [padded[i : i + h, j : j + w] for i in range(3) for j in range(3)]
-    return np.median(np.stack(shifted), axis=0)
+    padded = np.pad(image, 1, mode="constant")
+    shifted = [padded[i : i + h, j : j + w] for i in range(3) for j in range(3) if (i, j) != (1, 1)]
+    return np.max(np.stack(shifted), axis=0)
 
 
 def hot_pixels(total: np.ndarray, population: np.ndarray, sigma: float) -> np.ndarray:
-    """Pixels much brighter than their 3 x 3 neighbourhood in the summed counts (bool (H, W)).
+    """Isolated spikes in the summed counts: hot pixels, bool (H, W).
 
-    ``S`` = per-pixel sum over all frames (counts, clipped at 0), ``r = log1p(S)
-    - median3x3(log1p(S))`` (the log of the pixel-to-neighbourhood ratio); hot
-    where ``r > sigma * scale`` with ``scale = max(1.4826 * MAD(r),
-    1 / sqrt(1 + median(S)))`` over the ``population`` pixels — a robust spread,
-    floored at the Poisson spread of ``log1p(S)`` at the typical count level.
-    A ratio test in log space leaves smooth beams alone: a sharp, intense
-    peak differs from its neighbours by tens of percent, a hot pixel by orders
-    of magnitude.
+    ``S`` = per-pixel sum over all frames (counts, clipped at 0; pixels outside
+    ``population`` count as 0), ``B`` = the brightest of a pixel's 8 neighbours.
+    Hot where ``S - B > sigma * sqrt(B + 1)`` (more than ``sigma`` Poisson
+    deviations above the brightest neighbour) and ``S > 2 B``. Any real
+    feature of a diffraction pattern, however sharp (the rim of a bright-field
+    disk, a Bragg peak spread over a few pixels), has a neighbour about as
+    bright as itself; a hot pixel has none.
     """
-    logs = np.log1p(np.maximum(total, 0.0))
-    excess = logs - median3x3(logs)
-    sample = excess[population]
-    if sample.size == 0:
-        return np.zeros(total.shape, dtype=bool)
-    mad = 1.4826 * np.median(np.abs(sample - np.median(sample)))
-    scale = max(mad, 1.0 / np.sqrt(1.0 + np.median(np.maximum(total[population], 0.0))))
-    return population & (excess > sigma * scale)
+    counts = np.where(population, np.maximum(total, 0.0), 0.0).astype(np.float64)
+    brightest = brightest_neighbour(counts)
+    excess = counts - brightest
+    return population & (excess > sigma * np.sqrt(brightest + 1.0)) & (counts > 2.0 * brightest)
 
 
 # --------------------------------------------------------------------------- whole pipeline on a block
@@ -234,9 +285,51 @@ def valid_weights(weights: np.ndarray, mask: Array, flat: Array, bad: Array, pad
 def frames_block(frames: np.ndarray, dark: Array, flat: Array, divisor: Array, multiplier: Array, *,
                  padding: Padding, window: Optional[Window], orientation: Orientation, rebin: int,
                  mode: str) -> np.ndarray:
-    """One block of prepared frames: corrections, padding, then (gate open: ``window`` set) geometry."""
-    out = corrected_frames(frames, dark, flat, divisor, multiplier, padding)
-    return out if window is None else geometry(out, window, orientation, rebin, mode)
+    """One block of prepared frames: corrections, padding, then (gate open: ``window`` set) geometry.
+
+    With a window, only the raw pixels the window sees are corrected (every correction
+    is per pixel), a few frames at a time: the same values as correcting whole frames,
+    padding and cutting the window, at a fraction of the work and memory.
+    """
+    if window is None:
+        return corrected_frames(frames, dark, flat, divisor, multiplier, padding)
+    n, h, w = frames.shape
+    top, bottom, left, right = padding
+    (r0, c0), (sr, sc) = window.start, window.shape
+    # the window in raw-frame pixels, and the part of it that lies on the raw frame
+    a0, a1 = max(r0 - top, 0), min(r0 + sr - top, h)
+    b0, b1 = max(c0 - left, 0), min(c0 + sc - left, w)
+    on_raw = (a0, a1, b0, b1) == (r0 - top, r0 + sr - top, c0 - left, c0 + sc - left)
+    corrects = dark is not None or flat is not None or divisor is not None
+    base = np.dtype(np.float64) if corrects else frames.dtype
+    inside = r0 >= 0 and c0 >= 0 and r0 + sr <= h + top + bottom and c0 + sc <= w + left + right
+    dtype = base if inside else np.result_type(base, 0.0)  # crop_pad's promotion when the window leaves the frame
+    rows, cols = slice(a0, max(a0, a1)), slice(b0, max(b0, b1))
+
+    def piece(s: int, e: int) -> np.ndarray:
+        sub = frames[s:e, rows, cols]
+        if corrects:
+            sub = correct(sub, _cut(dark, s, e, rows, cols), _cut(flat, s, e, rows, cols),
+                          _rows(divisor, s, e), _rows(multiplier, s, e))
+        if not on_raw:
+            win = np.zeros((e - s, sr, sc), dtype=dtype)
+            if a1 > a0 and b1 > b0:
+                win[:, a0 + top - r0 : a1 + top - r0, b0 + left - c0 : b1 + left - c0] = sub
+            sub = win
+        out = orient(sub, orientation)
+        if rebin > 1:
+            out = rebin_mean(out, rebin) if mode == "mean" else rebin_sum(out, rebin)
+        return out
+
+    g = group_frames(max(1, (a1 - a0) * (b1 - b0)))
+    if n <= g:
+        return np.ascontiguousarray(piece(0, n))
+    first = piece(0, g)
+    result = np.empty((n,) + first.shape[1:], dtype=first.dtype)
+    result[:g] = first
+    for s in range(g, n, g):
+        result[s : s + g] = piece(s, min(n, s + g))
+    return result
 
 
 def weights_block(weights: np.ndarray, mask: Array, flat: Array, bad: Array, *, padding: Padding,
@@ -261,7 +354,72 @@ def centres_block(frames: np.ndarray, weights: np.ndarray, mask: Array, flat: Ar
     Valid pixels: weights, user mask and flat as in ``valid_weights``; with a
     ``saturation`` level, also not at or above it (raw counts) in that frame.
     """
+    n, h, w = frames.shape
+    g = group_frames(h * w)
+    if n <= g:
+        return mass_centres(*_centres_inputs(frames, weights, mask, flat, dark, divisor, multiplier, padding, saturation))
+    if any(padding):
+        parts = (_mass_sums(*_centres_inputs(frames[s:e], _rows(weights, s, e), _rows(mask, s, e), _rows(flat, s, e),
+                                             _rows(dark, s, e), _rows(divisor, s, e), _rows(multiplier, s, e),
+                                             padding, saturation))
+                 for s, e in _groups(n, g))
+    else:
+        parts = _mass_sums_unpadded(frames, weights, mask, flat, dark, divisor, multiplier, saturation, g)
+    sums = None
+    for (s, e), part in zip(_groups(n, g), parts):  # a few frames at a time: the same per-frame sums
+        if sums is None:
+            sums = [np.empty((n,) + p.shape[1:], dtype=p.dtype) for p in part]
+        for whole, p in zip(sums, part):
+            whole[s:e] = p
+    return _centres_of(*sums)
+
+
+def _groups(n: int, g: int) -> list[tuple[int, int]]:
+    return [(s, min(n, s + g)) for s in range(0, n, g)]
+
+
+def _mass_sums_unpadded(frames, weights, mask, flat, dark, divisor, multiplier, saturation, g):
+    """``_mass_sums`` of ``_centres_inputs`` group by group, in one reused float64 buffer.
+
+    The same ufuncs on the same values as ``correct`` and ``mass_centres`` (in place
+    instead of into fresh arrays); 2-D side arrays are prepared once.
+    """
+    n, h, w = frames.shape
+    buf = np.empty((g, h, w), dtype=np.float64)
+    zero = (0, 0, 0, 0)
+    shared = all(a is None or a.ndim == 2 for a in (weights, mask, flat))
+    base = valid_weights(weights, mask, flat, None, zero) > 0 if shared else None
+    flat_ok = flat_valid(flat) if flat is not None and flat.ndim == 2 else None
+    corrects = dark is not None or flat is not None or divisor is not None
+    for s, e in _groups(n, g):
+        raw = frames[s:e]
+        b = buf[: e - s]
+        np.copyto(b, raw, casting="unsafe")  # frames.astype(np.float64)
+        if corrects:
+            d, fl = _rows(dark, s, e), _rows(flat, s, e)
+            if d is not None:
+                np.subtract(b, d, out=b)
+                np.maximum(b, 0.0, out=b)
+            if fl is not None:
+                ok = flat_ok if flat_ok is not None else flat_valid(fl)
+                np.divide(b, fl, out=b, where=ok)
+                np.copyto(b, 0.0, where=~ok)
+            if divisor is not None:
+                np.divide(b, _rows(divisor, s, e), out=b)
+                np.multiply(b, _rows(multiplier, s, e), out=b)
+        if base is not None:
+            valid = base if saturation is None else base & ~(raw >= saturation)
+        else:
+            saturated = None if saturation is None else raw >= saturation
+            valid = valid_weights(_rows(weights, s, e), _rows(mask, s, e), _rows(flat, s, e), saturated, zero) > 0
+        np.multiply(b, valid, out=b)
+        yield b.sum(axis=(1, 2)), b.sum(axis=2), b.sum(axis=1)
+
+
+def _centres_inputs(frames: np.ndarray, weights: np.ndarray, mask: Array, flat: Array, dark: Array, divisor: Array,
+                    multiplier: Array, padding: Padding, saturation: Optional[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Corrected, padded frames and their valid pixels (bool), as ``mass_centres`` takes them."""
     data = corrected_frames(frames, dark, flat, divisor, multiplier, padding)
     saturated = None if saturation is None else frames >= saturation
     valid = valid_weights(weights, mask, flat, saturated, padding) > 0
-    return mass_centres(data, valid)
+    return data, valid

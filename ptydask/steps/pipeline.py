@@ -25,7 +25,7 @@ from .params import (
     rebin_of,
     roi_shape,
 )
-from .reductions import MaskRequest, Measured, measure
+from .reductions import Combine, MaskRequest, Measured, measure
 
 REBIN_MODES = ("mean", "sum")
 
@@ -48,6 +48,7 @@ def prepare(
     hot_pixels: Optional[float] = None,
     dead_pixels: bool = False,
     saturation: Optional[float] = None,
+    combine: Optional[Combine] = None,
 ) -> xr.Dataset:
     """Prepare frames as ptypy's ``PtyScan`` does (spec §4), lazily.
 
@@ -61,9 +62,8 @@ def prepare(
         entries) or ``None`` (automatic). ``auto_center``: None, True (always automatic,
         overrides ``center``), False (``center=None`` means the frame centre).
         The automatic centre is the mean of the per-frame masked centres of mass over ALL frames
-        (pixels valid in the weights, ``mask`` and ``flat``; with ``saturation``, raw counts at or
-        above it are left out of that frame's centre; the hot/dead masks, found in the same
-        single pass, are not applied to it).
+        (pixels valid in the weights, ``mask`` and ``flat``; with automatic masks, the centre is
+        computed in a second pass over the frames with them applied).
     orientation : int 0-7 (4 transpose, 2 flipud, 1 fliplr) or (transpose, flipud, fliplr).
     rebin : 1-32, dividing the ROI. ``rebin_mode``: 'mean' (ptypy) or 'sum' (keeps counts;
         integers summed as int64). Weights become bool: valid where the super-pixel's valid
@@ -81,6 +81,8 @@ def prepare(
     hot_pixels : sigma of the hot-pixel test (see ``kernels.hot_pixels``); ``dead_pixels``:
         mask pixels that never count; ``saturation``: mask pixels reaching this raw count in
         any frame. Judged on the raw counts of all frames; counts go to ``info['masks']``.
+    combine : for a part of a scan (one MPI rank's frames): turns the global reductions
+        computed on the part into those of the whole scan (see ``ptydask.parallel.prepare_mpi``).
 
     Without corrections, the raw dtype is kept unless ptypy's own rules promote it
     (zero padding in the ROI step: float64; mean rebin: float64). Weights stay 2-D
@@ -123,7 +125,7 @@ def prepare(
     if keep == 0 and raw_center is AUTO:
         raise ParameterError("num_frames/auto_center: no frame to compute the automatic centre from")
 
-    measured, counted = _global_pass(frames, inputs, geom, raw_center, masks, mask)
+    measured, counted = _global_pass(frames, inputs, geom, raw_center, masks, mask, combine)
     resolved = raw_center if raw_center is not AUTO else inside(measured.center, geom.padded, "automatic centre")
     window = geom.window(resolved)
 
@@ -145,9 +147,12 @@ def prepare(
 
 
 def _global_pass(frames: da.Array, inputs: Inputs, geom: Geometry, raw_center: Any, masks: MaskRequest,
-                 mask: Any) -> tuple[Measured, dict[str, Any]]:
+                 mask: Any, combine: Optional[Combine]) -> tuple[Measured, dict[str, Any]]:
     """Run the reductions the parameters need, in one compute over the frames.
 
+    An automatic centre with automatic masks needs a second compute: the centre
+    is taken from the frames with the masks applied (a hot pixel would pull it
+    off), so the frames are read twice in that case only.
     The rebin mask rule of per-frame weights needs the largest valid fraction
     over all frames; it joins that compute when the window and the masks are
     known beforehand, else a second compute reads the weights (not the frames).
@@ -155,6 +160,7 @@ def _global_pass(frames: da.Array, inputs: Inputs, geom: Geometry, raw_center: A
     or a compute runs anyway.
     """
     need_center = raw_center is AUTO
+    center_after_masks = need_center and masks.any()
     need_fraction = inputs.per_frame_weights and geom.processes() and geom.rebin > 1
     fraction_first = need_fraction and not need_center and not masks.any()
     extra: dict[str, Any] = {}
@@ -164,12 +170,17 @@ def _global_pass(frames: da.Array, inputs: Inputs, geom: Geometry, raw_center: A
     if not (need_center or masks.any() or need_fraction or extra):
         return Measured(), {}
     fraction = (geom.window(raw_center), geom.orientation, geom.rebin) if fraction_first else None
-    measured, counted = measure(frames, inputs, padding=geom.padding, need_center=need_center, masks=masks,
-                                fraction=fraction, extra=extra)
+    measured, counted = measure(frames, inputs, padding=geom.padding, need_center=need_center and not center_after_masks,
+                                masks=masks, fraction=fraction, extra=extra, combine=combine)
+    if center_after_masks:
+        masked, _ = measure(frames, inputs_with_bad(inputs, measured.bad), padding=geom.padding, need_center=True,
+                            masks=MaskRequest(), fraction=None, extra={}, combine=combine)
+        measured.center, measured.empty_frames = masked.center, masked.empty_frames
     if need_fraction and not fraction_first:
         center = inside(measured.center, geom.padded, "automatic centre") if need_center else raw_center
         second, _ = measure(frames, inputs_with_bad(inputs, measured.bad), padding=geom.padding, need_center=False,
-                            masks=MaskRequest(), fraction=(geom.window(center), geom.orientation, geom.rebin), extra={})
+                            masks=MaskRequest(), fraction=(geom.window(center), geom.orientation, geom.rebin), extra={},
+                            combine=combine)
         measured.max_fraction = second.max_fraction
     return measured, counted
 
@@ -249,9 +260,7 @@ def _info(scan: xr.Dataset, geom: Geometry, center: tuple[float, float], rule: s
         if measured.empty_frames:
             notes.append(f"automatic centre skipped {measured.empty_frames} frame(s) without masked intensity")
         if masks.any():
-            notes.append("automatic centre and automatic masks come from the same pass over the frames: the centre "
-                         "excludes, per frame, raw counts >= saturation, but not the hot/dead pixels found by the pass "
-                         "(dead pixels add nothing; pass a mask or a centre if hot pixels would bias it)")
+            notes.append("automatic centre computed with the automatic masks applied (a second pass over the frames)")
     if "ignored" in rule:
         notes.append("auto_center=True overrides the given centre (ptypy's documented meaning; PtyScan keeps the centre)")
     if geom.rebin > 1:

@@ -9,6 +9,7 @@ sums of integers, maxima or per-frame values do not depend on the chunking.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -20,6 +21,10 @@ from ..errors import GeometryError
 from . import kernels
 from .geometry import Orientation, Window
 from .inputs import Inputs
+
+
+#: Turns the reduction values of a part of a scan into those of the whole scan.
+Combine = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -90,12 +95,15 @@ def base_valid(inputs: Inputs) -> da.Array:
 
 def measure(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, int], need_center: bool,
             masks: MaskRequest, fraction: Optional[tuple[Window, Orientation, int]],
-            extra: dict[str, Any]) -> tuple[Measured, dict[str, Any]]:
+            extra: dict[str, Any], combine: Optional[Combine] = None) -> tuple[Measured, dict[str, Any]]:
     """Evaluate every needed reduction with one ``dask.compute``.
 
     ``fraction`` = (window, orientation, rebin) when the max valid fraction of
     per-frame weights is needed and known before the pass; ``extra`` are other
-    lazy values to evaluate in the same call (returned computed).
+    lazy values to evaluate in the same call (returned computed). ``combine``
+    turns the computed values of a part of the scan into those of the whole
+    scan (e.g. across MPI ranks): ``centres`` (n, 2) per frame, ``max`` and
+    ``sum`` (H, W) per pixel, ``fraction`` scalar, ``valid`` (H, W).
     """
     lazy: dict[str, Any] = dict(extra)
     nb = len(frames.chunks[0])
@@ -110,6 +118,8 @@ def measure(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, i
         lazy["fraction"] = max_fraction(frames, inputs, padding, *fraction)
     keys = list(lazy)
     values = dict(zip(keys, dask.compute(*(lazy[k] for k in keys)))) if keys else {}
+    if combine is not None:
+        values = combine(values)
 
     out = Measured()
     if need_center:
