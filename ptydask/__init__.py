@@ -16,6 +16,7 @@ from .errors import (
 )
 from .scan import META_KEYS, frames_expected, frames_present, from_arrays, is_complete, meta_of, validate_scan
 from .ptyd import open_ptyd, to_ptyd
+from .parallel import connect, prepare_mpi, split_scan, to_ptyd_distributed, to_ptyd_mpi
 from .sources import open_frames
 from .steps import prepare
 
@@ -25,6 +26,11 @@ __all__ = [
     "open_frames",
     "prepare",
     "from_arrays",
+    "split_scan",
+    "prepare_mpi",
+    "to_ptyd_mpi",
+    "to_ptyd_distributed",
+    "connect",
     "to_ptyd",
     "open_ptyd",
     "frames_present",
