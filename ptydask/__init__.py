@@ -16,7 +16,10 @@ from .errors import (
 )
 from .scan import META_KEYS, frames_expected, frames_present, from_arrays, is_complete, meta_of, validate_scan
 from .ptyd import open_ptyd, to_ptyd
+from .live import GrowingHdf5, LiveScan, TiffFolder, follow
+from .packages import packages
 from .parallel import connect, prepare_mpi, split_scan, to_ptyd_distributed, to_ptyd_mpi
+from .ptyscan import EOS, WAIT, PtydScan, PtyScan, ScanPtyScan
 from .sources import open_frames
 from .steps import prepare
 
@@ -26,6 +29,16 @@ __all__ = [
     "open_frames",
     "prepare",
     "from_arrays",
+    "PtyScan",
+    "PtydScan",
+    "ScanPtyScan",
+    "WAIT",
+    "EOS",
+    "packages",
+    "LiveScan",
+    "GrowingHdf5",
+    "TiffFolder",
+    "follow",
     "split_scan",
     "prepare_mpi",
     "to_ptyd_mpi",

@@ -1,0 +1,904 @@
+"""A ptypy-compatible ``PtyScan`` on top of ptydask's lazy pipeline (spec: ptyscan-semantics.md §1-§6).
+
+Write a subclass exactly as for ptypy (``load_positions``, ``load_weight``,
+``load_common``, ``load(indices=...)``, ``correct``, ``check``,
+``post_initialize``), then ``initialize()`` and ``auto(frames)`` until
+``EOS``. Internally each chunk becomes a lazy Scan whose Dask blocks call
+``load(indices=...)`` and ``correct``; :func:`ptydask.steps.prepare` does the
+preprocessing with the same parameters, :mod:`ptydask.packages` builds the
+data packages and :class:`ptydask.ptyd.live_writer.LiveWriter` saves chunks
+(``save``/``dfile``). :class:`ScanPtyScan` serves an existing Scan the same
+way; :class:`PtydScan` follows a ``.ptyd`` file (also while it grows).
+
+Deviations from ptypy (each deliberate, spec §8/§9): default weights have the
+raw frame shape; an automatic centre covers all frames when the whole scan is
+available at the first chunk (ptypy: first chunk only; identical when the first
+chunk is the whole scan); ``auto_center=True`` overrides a given centre (the
+documented meaning); parameters are validated at construction; an existing
+``dfile`` is refused unless ``overwrite=True`` (ptypy renames it to ``.old``);
+each MPI rank loads its own frames (``load_parallel`` 'data'/'all'), rank 0
+scatters each rank's part otherwise.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import math
+import os
+import threading
+import time
+import warnings
+from itertools import count
+from typing import Any, Mapping, Optional, Sequence
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from .blocks import block_ranges
+from .errors import FormatError, GeometryError, ParameterError, ScanError
+from .packages import AttrDict, make_package, own_blocks, rank_and_size
+from .parallel.split import FrameSplitter
+from .scan import META_KEYS, from_arrays, meta_of
+from .steps import prepare
+from .steps.geometry import Orientation, inside
+from .steps.kernels import mass_centres
+from .steps.params import AUTO, center_of, padding_of
+
+#: ``prepare`` keywords a PtyScan passes on besides the ``scan.data`` parameters.
+PREPARE_OPTIONS = ("padding", "hot_pixels", "dead_pixels", "saturation", "mask", "dark", "flat", "normalisation")
+
+WAIT = "msg1"
+EOS = "msgEOS"
+SAVE_MODES = (None, "append", "link", "merge")
+LOAD_PARALLEL = ("data", "common", "all", None, "none")
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+class Param(AttrDict):
+    """Nested parameter tree with attribute access (the part of ptypy's ``Param`` subclasses use)."""
+
+    def copy(self, depth: int = 0) -> "Param":  # noqa: ARG002 - ptypy's signature
+        return Param(copy.deepcopy(dict(self)))
+
+    def update(self, other: Any = None, **kw: Any) -> None:  # type: ignore[override]
+        for src in (other or {}), kw:
+            for key, value in dict(src).items():
+                if isinstance(value, Mapping) and isinstance(self.get(key), Mapping):
+                    inner = Param(self[key])
+                    inner.update(value)
+                    value = inner
+                elif isinstance(value, Mapping):
+                    value = Param(value)
+                    value.update({})
+                dict.__setitem__(self, key, value)
+
+
+def parse_defaults(doc: Optional[str]) -> dict[str, Any]:
+    """Defaults from a ptypy-style docstring section (``Defaults:``, ``[key]``, ``default = value``).
+
+    Dotted keys (``[intensities.file]``) give nested dicts; an entry of
+    ``type = Param`` with an empty default is an empty dict. Values are Python
+    literals when they parse as such (``None``, numbers, tuples), else strings.
+    """
+    if not doc or "Defaults:" not in doc:
+        return {}
+    entries: dict[str, dict[str, str]] = {}
+    key = None
+    for line in doc.split("Defaults:", 1)[1].splitlines():
+        s = line.strip()
+        if s.startswith("[") and s.endswith("]"):
+            key = s[1:-1].strip()
+            entries[key] = {}
+        elif key and "=" in s:
+            name, value = (part.strip() for part in s.split("=", 1))
+            if name in ("default", "type"):
+                entries[key][name] = value
+    out: dict[str, Any] = {}
+    for key, fields in entries.items():
+        raw = fields.get("default", "")
+        if not raw and "param" in fields.get("type", "").lower():
+            value: Any = {}
+        else:
+            try:
+                value = ast.literal_eval(raw) if raw else None
+            except (ValueError, SyntaxError):
+                value = raw
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        if isinstance(node.get(leaf), dict) and value is None:
+            continue
+        node[leaf] = value
+    return out
+
+
+#: ptypy's ``scan.data`` parameters of ``PtyScan`` and their defaults (spec §1),
+#: plus ptydask's ``overwrite``, ``rebin_mode`` and ``load_block``.
+PTYSCAN_DEFAULTS: dict[str, Any] = {
+    "name": "PtyScan", "dfile": None, "chunk_format": ".chunk%02d", "save": None, "auto_center": None,
+    "load_parallel": "data", "rebin": None, "orientation": None, "min_frames": 1, "positions_theory": None,
+    "num_frames": None, "label": None, "experimentID": None, "version": 0.1, "shape": 256,
+    "center": "fftshift", "psize": 172e-6, "distance": 7.19, "energy": 7.2, "add_poisson_noise": False,
+    "overwrite": False, "rebin_mode": "mean", "load_block": None,
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _positive(name: str, v: Any, pair: bool = False) -> None:
+    vals = list(np.ravel(np.asarray(v, dtype=object))) if pair else [v]
+    if pair and len(vals) not in (1, 2):
+        raise ParameterError(f"{name}: expected one number or a (y, x) pair in metres, got {v!r}")
+    for x in vals:
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(x) or x <= 0:
+            raise ParameterError(f"{name}: expected a finite number > 0, got {v!r}")
+
+
+def check_params(p: Mapping[str, Any], known: Mapping[str, Any]) -> None:
+    """Validate ``scan.data`` parameters up front; raise :class:`ParameterError` naming the key."""
+    unknown = sorted(set(p) - set(known))
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(known), n=1)
+        raise ParameterError(f"{key}: unknown parameter" + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + "; subclasses declare their own in a 'Defaults:' docstring section or DEFAULT")
+    if p["save"] not in SAVE_MODES:
+        raise ParameterError(f"save: expected None, 'append', 'link' or 'merge', got {p['save']!r}")
+    if p["save"] is not None and not p["dfile"]:
+        raise ParameterError("dfile: required when save is set (path of the .ptyd to write)")
+    if p["dfile"] is not None and not isinstance(p["dfile"], (str, os.PathLike)):
+        raise ParameterError(f"dfile: expected a path, got {p['dfile']!r}")
+    if not isinstance(p["chunk_format"], str):
+        raise ParameterError(f"chunk_format: expected a printf pattern such as '.chunk%02d', got {p['chunk_format']!r}")
+    if p["auto_center"] not in (None, True, False):
+        raise ParameterError(f"auto_center: expected None, True or False, got {p['auto_center']!r}")
+    if p["load_parallel"] not in LOAD_PARALLEL:
+        raise ParameterError(f"load_parallel: expected 'data', 'common', 'all' or None, got {p['load_parallel']!r}")
+    if p["rebin"] is not None and (not _is_int(p["rebin"]) or not 1 <= p["rebin"] <= 32):
+        raise ParameterError(f"rebin: expected None or an integer 1..32, got {p['rebin']!r}")
+    Orientation.parse(p["orientation"])
+    if not _is_int(p["min_frames"]) or p["min_frames"] < 1:
+        raise ParameterError(f"min_frames: expected an integer >= 1, got {p['min_frames']!r}")
+    if p["num_frames"] is not None and (not _is_int(p["num_frames"]) or p["num_frames"] < 1):
+        raise ParameterError(f"num_frames: expected None or an integer >= 1, got {p['num_frames']!r}")
+    if p["positions_theory"] is not None:
+        pt = np.asarray(p["positions_theory"])
+        if pt.ndim != 2 or pt.shape[1] != 2 or pt.dtype.kind not in "iuf" or not np.isfinite(pt).all():
+            raise ParameterError(f"positions_theory: expected an (N, 2) array of finite (y, x) metres, got shape {pt.shape}")
+    if p["label"] is not None and not isinstance(p["label"], str):
+        raise ParameterError(f"label: expected a string or None, got {p['label']!r}")
+    sh = p["shape"]
+    if not (sh is None or (_is_int(sh) and sh >= 1) or (isinstance(sh, (tuple, list, np.ndarray)) and len(sh) == 2
+                                                       and all(_is_int(v) and v >= 1 for v in sh))):
+        raise ParameterError(f"shape: expected None, an integer >= 1 or a (rows, cols) pair, got {sh!r}")
+    c = p["center"]
+    if isinstance(c, str):
+        if c not in ("fftshift", "geometric"):
+            raise ParameterError(f"center: expected 'fftshift', 'geometric', (row, col) or None, got {c!r}"
+                                 + (" ('fft' = (0, 0) is never inside the frame)" if c == "fft" else ""))
+    elif c is not None:
+        vals = list(c) if isinstance(c, (tuple, list, np.ndarray)) else []
+        if len(vals) < 2 or not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                                    and math.isfinite(v) and v > 0 for v in vals[-2:]):
+            raise ParameterError(f"center: expected 'fftshift', 'geometric', a (row, col) pair > 0 in pixels or None, got {c!r}")
+    for key in ("distance", "energy"):
+        if p[key] is not None:
+            _positive(key, p[key])
+    if p["psize"] is not None:
+        _positive("psize", p["psize"], pair=True)
+    if p["overwrite"] not in (True, False):
+        raise ParameterError(f"overwrite: expected True or False, got {p['overwrite']!r}")
+    if p["rebin_mode"] not in ("mean", "sum"):
+        raise ParameterError(f"rebin_mode: expected 'mean' or 'sum', got {p['rebin_mode']!r}")
+    if p["load_block"] is not None and (not _is_int(p["load_block"]) or p["load_block"] < 1):
+        raise ParameterError(f"load_block: expected None or an integer >= 1 (frames per load() call), got {p['load_block']!r}")
+
+
+# --------------------------------------------------------------------------- MPI helpers
+
+
+def _bcast(comm: Any, obj: Any) -> Any:
+    return obj if comm is None else comm.bcast(obj, root=0)
+
+
+def _allgather(comm: Any, obj: Any) -> list[Any]:
+    return [obj] if comm is None else comm.allgather(obj)
+
+
+def _barrier(comm: Any) -> None:
+    if comm is not None:
+        comm.Barrier()
+
+
+# --------------------------------------------------------------------------- hook loading
+
+
+class _HookLoader:
+    """Calls ``load(indices=...)`` and ``correct`` for one block of indices, serialised by a lock.
+
+    Results are kept in a cache when ``keep`` (the block is needed by more than
+    one computation), otherwise handed out once. Returns (frames (n, H, W),
+    weights (n, H, W) or None, positions {index: (y, x)}).
+    """
+
+    _ids = count()
+
+    def __init__(self, owner: "PtyScan", blocks: list[list[int]], keep: bool):
+        self.owner, self.blocks, self.keep = owner, blocks, keep
+        self.cache: dict[int, tuple] = {}
+        self.lock = threading.Lock()
+        self.token = f"ptyscan-load-{next(self._ids)}"
+
+    def __dask_tokenize__(self) -> str:
+        return self.token
+
+    def __call__(self, b: int) -> tuple[np.ndarray, Optional[np.ndarray], dict]:
+        with self.lock:
+            if b in self.cache:
+                return self.cache[b] if self.keep else self.cache.pop(b)
+            out = self._load(self.blocks[b])
+            if self.keep:
+                self.cache[b] = out
+            return out
+
+    def probe(self, b: int) -> tuple[np.ndarray, Optional[np.ndarray], dict]:
+        """Load block ``b`` now and keep it for the first computation that needs it."""
+        with self.lock:
+            if b not in self.cache:
+                self.cache[b] = self._load(self.blocks[b])
+            return self.cache[b]
+
+    def _load(self, indices: list[int]) -> tuple[np.ndarray, Optional[np.ndarray], dict]:
+        o = self.owner
+        raw, pos, weights = o.load(indices=list(indices))
+        raw, weights = o.correct(raw, weights if weights is not None else {}, o.common)
+        try:
+            frames = np.stack([np.asarray(raw[i]) for i in indices])
+        except KeyError as exc:
+            raise ScanError(f"load(indices=...): no frame returned for index {exc.args[0]}") from None
+        except ValueError as exc:
+            raise ScanError(f"load(indices=...): frames of different shapes ({exc}); all frames of a scan "
+                            "must have the same shape") from None
+        w = None
+        if weights and all(np.size(weights.get(i, [])) > 0 for i in indices):
+            w = np.stack([np.asarray(weights[i]) for i in indices])
+            if w.shape != frames.shape:
+                raise ScanError(f"load()/correct(): weights {w.shape} do not match the frames {frames.shape}")
+        return frames, w, dict(pos or {})
+
+
+def _get(t: tuple, i: int, dtype: Any = None) -> Any:
+    v = t[i]
+    return v if dtype is None or v is None else np.asarray(v, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- PtyScan
+
+
+class PtyScan:
+    """ptypy's ``PtyScan`` contract on ptydask's pipeline.
+
+    ``PtyScan(pars=None, comm=None, prepare_options=None, **kwargs)``:
+    parameters are the defaults (``DEFAULT``, including any ``Defaults:``
+    docstring section of a subclass) updated by ``pars`` then ``kwargs``;
+    ``comm`` is an optional mpi4py communicator; ``prepare_options`` are
+    further :func:`ptydask.steps.prepare` keywords (ptydask extensions:
+    ``padding``, ``hot_pixels``, ``dead_pixels``, ``saturation``, ``mask``,
+    ``dark``, ``flat``, ``normalisation``). Construction reads no data.
+    """
+
+    WAIT = WAIT
+    EOS = EOS
+    DEFAULT: Param = Param(PTYSCAN_DEFAULTS)
+    METAKEYS = META_KEYS
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        base = Param(getattr(super(cls, cls), "DEFAULT", PTYSCAN_DEFAULTS)).copy()
+        own = cls.__dict__.get("DEFAULT")
+        base.update(parse_defaults(cls.__doc__))
+        if own is not None:
+            base.update(own)
+        cls.DEFAULT = base
+
+    def __init__(self, pars: Optional[Mapping[str, Any]] = None, comm: Any = None, *,
+                 prepare_options: Optional[Mapping[str, Any]] = None, **kwargs: Any):
+        unknown = sorted(set(prepare_options or {}) - set(PREPARE_OPTIONS))
+        if unknown:
+            raise ParameterError(f"prepare_options: unknown key {unknown[0]!r}; allowed: {', '.join(PREPARE_OPTIONS)}")
+        self.prepare_options = dict(prepare_options or {})
+        p = self.DEFAULT.copy(99)
+        p.update(pars or {})
+        p.update(kwargs)
+        check_params(p, self.DEFAULT)
+        self.info = p
+        self.comm = comm
+        self.rank, self.size = rank_and_size(comm)
+        if p.positions_theory is not None:
+            p.positions_theory = np.asarray(p.positions_theory, dtype=np.float64)
+            p.num_frames = len(p.positions_theory)
+        self.num_frames = p.num_frames
+        self.min_frames = p.min_frames * self.size
+        self.meta = AttrDict({k: p.get(k) for k in META_KEYS})
+        self.meta.psize = None if p.psize is None else _pair(p.psize)
+        self.common = AttrDict()
+        self.is_initialized = False
+        self.end_of_scan = False
+        self.framestart = 0
+        self.chunknum = 0
+        self.has_weight2d = False
+        self.weight2d: Optional[np.ndarray] = None
+        self._splitter = FrameSplitter(self.size)
+        self._frozen_center: Optional[tuple[float, float]] = None
+        self._writer: Any = None
+        self._writer_done = False
+        self._common_pkg: Optional[AttrDict] = None
+
+    # ------------------------------------------------------------------ hooks (override)
+    def load_positions(self) -> Optional[np.ndarray]:
+        """(N, 2) positions (y, x) in metres, or ``None``. Default: ptypy's dummy ``[i, i+1]`` if num_frames is set."""
+        if self.num_frames is None:
+            return None
+        i = np.arange(self.num_frames)
+        return np.stack([i, i + 1], axis=1)
+
+    def load_weight(self) -> Optional[np.ndarray]:
+        """2-D weights (raw frame shape) for all frames, nonzero = valid, or ``None`` (= all ones, raw shape)."""
+        return None
+
+    def load_common(self) -> dict:
+        """Anything ``load``/``correct`` need for every chunk; stored as ``self.common``."""
+        return {}
+
+    def load(self, indices: Sequence[int]) -> tuple[dict, dict, dict]:
+        """(frames, positions, weights): three dicts keyed by global index (positions (y, x) metres,
+        weights nonzero = valid; both may be empty). Default, as ptypy: frame ``k`` = ``k`` everywhere,
+        float64 of the ``shape`` parameter."""
+        sh = self.info.shape
+        if sh is None:
+            raise ParameterError("shape: the default load() makes frames of this shape; set it or override load()")
+        sh = (int(sh), int(sh)) if _is_int(sh) else tuple(int(v) for v in sh)
+        return {int(k): float(k) * np.ones(sh) for k in indices}, {}, {}
+
+    def correct(self, raw: dict, weights: dict, common: Any) -> tuple[dict, dict]:
+        """Per-chunk corrections of ``raw`` frames and ``weights`` (dicts by index); default: unchanged."""
+        return raw, weights
+
+    def check(self, frames: Optional[int] = None, start: Optional[int] = None) -> tuple[int, Optional[bool]]:
+        """(frames accessible from ``start``, end of scan: True/False/None = can't say)."""
+        if start is None:
+            start = self.framestart
+        if frames is None:
+            frames = self.min_frames
+        if self.num_frames is None:
+            raise ScanError("num_frames: unknown; set num_frames, give positions, or override check() "
+                            "to tell the end of the scan")
+        return min(frames, self.num_frames - start), None
+
+    def post_initialize(self) -> None:
+        """Called at the end of ``initialize()``."""
+
+    # ------------------------------------------------------------------ life cycle
+    def initialize(self) -> None:
+        """Load positions, weights and common data; reconcile ``num_frames``; prepare the output file."""
+        p = self.info
+        if p.save is not None and self.rank == 0:
+            from .ptyd.live_writer import LiveWriter
+
+            self._writer = LiveWriter(p.dfile, p.save, p.chunk_format, p.overwrite)
+        everyone = p.load_parallel in ("common", "all")
+        if everyone or self.rank == 0:
+            positions, weight, common = self.load_positions(), self.load_weight(), self.load_common()
+        else:
+            positions = weight = common = None
+        if not everyone:
+            positions, weight, common = _bcast(self.comm, (positions, weight, common))
+        self.common = AttrDict(common or {})
+        if weight is not None and np.size(weight) > 0:
+            self.weight2d = np.asarray(weight)
+            self.has_weight2d = True
+            p.weight2d = True
+        self._reconcile(positions)
+        self.meta.num_frames = self.num_frames
+        if self._writer is not None:
+            self._writer.start(self._info_doc())
+        _barrier(self.comm)
+        self.post_initialize()
+        self.is_initialized = True
+
+    def _reconcile(self, positions: Any) -> None:
+        p = self.info
+        pos = None if positions is None else np.asarray(positions)
+        m = 0 if pos is None or pos.size == 0 else len(pos)
+        if p.positions_theory is not None:
+            self.num_frames = len(p.positions_theory)
+        elif m > 0:
+            p.positions_scan = pos
+            if self.num_frames is None or self.num_frames > m:
+                self.num_frames = m
+        p.num_frames = self.num_frames
+
+    def auto(self, frames: int) -> Any:
+        """Prepare the next chunk of up to ``frames`` frames: a data package, ``WAIT`` or ``EOS``."""
+        if not self.is_initialized:
+            self.initialize()
+        if not _is_int(frames) or frames < 0:
+            raise ParameterError(f"frames: expected an integer >= 0, got {frames!r}")
+        checked = self.check(frames, self.framestart) if self.rank == 0 else None
+        accessible, eos = _bcast(self.comm, checked)
+        if eos is None:
+            if self.num_frames is None:
+                raise ScanError("Load routine incapable to determine the end-of-scan: check() returned None "
+                                "and num_frames is unknown")
+            eos = self.framestart + accessible >= self.num_frames
+        self.end_of_scan = bool(eos)
+        if accessible < self.min_frames and not eos:
+            return WAIT
+        if eos and accessible <= 0:
+            if self._writer is not None and not self._writer_done:
+                self._writer.finish(self._info_doc())  # ptypy rewrites info/ at the end of the scan
+                self._writer_done = True
+            return EOS
+        package = self._chunk(self.framestart, int(accessible))
+        self.framestart += int(accessible)
+        self.chunknum += 1
+        return package
+
+    # ------------------------------------------------------------------ one chunk
+    def _chunk(self, start: int, n: int) -> dict[str, Any]:
+        indices = list(range(start, start + n))
+        parts = self._splitter.split(indices)
+        mine = parts[self.rank]
+        raw, chunk_positions = self._raw_part(indices, parts)
+        if self._frozen_center is None:
+            self._freeze_center(raw, indices)
+        prepared = None if raw is None else self._prepare_part(raw)
+        self._update_meta(prepared)
+        data_d: dict[int, np.ndarray] = {}
+        weights_d: dict[int, np.ndarray] = {}
+        if prepared is not None:
+            self._fill(prepared, data_d, weights_d)
+        package = make_package(self._common(), self.chunknum, indices, mine, data_d, weights_d, chunk_positions)
+        if self.info.save is not None:
+            self._save(indices, data_d, weights_d, chunk_positions)
+        return package
+
+    def _common(self) -> AttrDict:
+        if self._common_pkg is None:
+            self._common_pkg = self.meta
+        return self._common_pkg
+
+    def _fill(self, prepared: xr.Dataset, data_d: dict, weights_d: dict) -> None:
+        data = prepared["data"].data
+        node = [int(i) for i in prepared["indices"].values]
+        w = prepared["weights"]
+        arrays = [data] + ([w.data] if w.ndim == 3 else [])
+        w2 = None if w.ndim == 3 else np.asarray(w.values)
+        for k, blocks in own_blocks(arrays, block_ranges(data.chunks[0])):
+            a = block_ranges(data.chunks[0])[k][0]
+            for j in range(blocks[0].shape[0]):
+                data_d[node[a + j]] = blocks[0][j]
+                weights_d[node[a + j]] = blocks[1][j] if w2 is None else w2
+
+    def _raw_part(self, indices: list[int], parts: list[list[int]], *,
+                  centre_pass: bool = False) -> tuple[Optional[xr.Dataset], Any]:
+        """This rank's raw frames of the chunk as a lazy Scan (``None`` if it has none), and the
+        positions of every chunk index (``None`` if the scan has none), per spec §2.3.
+
+        ``parts``: the chunk's indices per rank (contiguous, in rank order)."""
+        mine = parts[self.rank]
+        block = self.info.load_block or max(1, len(mine))
+        blocks = [mine[s : s + block] for s in range(0, len(mine), block)]
+        rank0_loads = self.info.load_parallel not in ("data", "all") and self.size > 1
+        if rank0_loads:
+            return self._raw_part_rank0(indices, parts)
+        loader = _HookLoader(self, blocks, keep=False)
+        probe = loader.probe(0) if blocks else None
+        if probe is not None and probe[2] and len(blocks) > 1:
+            loader.keep = True  # positions come from load(): every block is needed now and later
+            for b in range(1, len(blocks)):
+                loader.probe(b)
+        if self._needs_chunk_center() and not centre_pass:
+            loader.keep = True  # the centre pass and the blockwise pass both read these frames
+        found = dict(probe[2]) if probe is not None else {}
+        for b in range(1, len(blocks)):
+            if b in loader.cache:
+                found.update(loader.cache[b][2])
+        chunk_positions = self._chunk_positions(indices, found)
+        shape = _allgather(self.comm, None if probe is None else (probe[0].shape[1:], probe[0].dtype.str,
+                                                                 None if probe[1] is None else probe[1].dtype.str))
+        if probe is None:
+            return None, chunk_positions
+        dsh = tuple(int(v) for v in np.max([s[0] for s in shape if s is not None], axis=0))
+        frames_parts, weight_parts = [], []
+        for b, idx in enumerate(blocks):
+            d = dask.delayed(loader, pure=True)(b, dask_key_name=f"{loader.token}-{b}")
+            frames_parts.append(da.from_delayed(dask.delayed(_get)(d, 0, probe[0].dtype), (len(idx),) + dsh, probe[0].dtype))
+            if probe[1] is not None:
+                weight_parts.append(da.from_delayed(dask.delayed(_get)(d, 1, probe[1].dtype), (len(idx),) + dsh, probe[1].dtype))
+        data = da.concatenate(frames_parts, axis=0)
+        weights = da.concatenate(weight_parts, axis=0) if weight_parts else self._weights2d(dsh)
+        return self._scan_of(data, weights, mine, chunk_positions, indices), chunk_positions
+
+    def _raw_part_rank0(self, indices: list[int], parts: list[list[int]]) -> tuple[Optional[xr.Dataset], Any]:
+        """``load_parallel`` 'common'/None: rank 0 loads the chunk and sends each rank its part."""
+        mine = parts[self.rank]
+        loaded = None
+        if self.rank == 0:
+            frames, w, pos = _HookLoader(self, [indices], keep=False)._load(indices)
+            split, at = [], 0
+            for r_idx in parts:
+                split.append((frames[at : at + len(r_idx)], None if w is None else w[at : at + len(r_idx)]))
+                at += len(r_idx)
+            loaded = (split, pos, frames.shape[1:])
+        split, pos, dsh = (None, None, None) if loaded is None else loaded
+        pos, dsh = _bcast(self.comm, (pos, dsh))
+        frames, w = self.comm.scatter(split, root=0)
+        chunk_positions = self._chunk_positions(indices, pos)
+        if not mine:
+            return None, chunk_positions
+        data = da.from_array(frames, chunks=(len(mine), -1, -1))
+        weights = da.from_array(w, chunks=(len(mine), -1, -1)) if w is not None else self._weights2d(tuple(dsh))
+        return self._scan_of(data, weights, mine, chunk_positions, indices), chunk_positions
+
+    def _weights2d(self, dsh: tuple[int, ...]) -> np.ndarray:
+        if self.weight2d is None:
+            return np.ones(dsh, dtype=np.float64)
+        if self.weight2d.shape != tuple(dsh):
+            raise ScanError(f"load_weight(): returned weights of shape {self.weight2d.shape}, expected the raw frame "
+                            f"shape {tuple(dsh)} (ptydask applies 2-D weights to raw frames, before the ROI cut)")
+        return self.weight2d
+
+    def _scan_of(self, data: da.Array, weights: Any, mine: list[int], chunk_positions: Any,
+                 indices: list[int]) -> xr.Dataset:
+        p = self.info
+        pos = None
+        if chunk_positions is not None:
+            at = indices.index(mine[0])
+            pos = np.asarray(chunk_positions, dtype=np.float64)[at : at + len(mine)]
+        return from_arrays(data, pos, weights, energy=p.energy, distance=p.distance, psize=p.psize,
+                           indices=np.asarray(mine, dtype=np.int64), label=p.label, version=float(p.version),
+                           num_frames=self.num_frames if self.num_frames is not None else len(mine))
+
+    def _chunk_positions(self, indices: list[int], found: Optional[dict]) -> Optional[np.ndarray]:
+        """Positions of every chunk index: load() (gathered from all ranks) > positions_theory > load_positions()."""
+        merged: dict = {}
+        for part in _allgather(self.comm, found or {}) if self.info.load_parallel in ("data", "all") else [found or {}]:
+            merged.update(part)
+        if merged:
+            try:
+                return np.asarray([merged[i] for i in indices], dtype=np.float64)
+            except KeyError as exc:
+                raise ScanError(f"load(): returned positions, but none for index {exc.args[0]}") from None
+        if self.info.positions_theory is not None:
+            return np.asarray(self.info.positions_theory, dtype=np.float64)[indices]
+        scan_pos = self.info.get("positions_scan")
+        if scan_pos is not None and len(scan_pos):
+            return np.asarray(scan_pos, dtype=np.float64)[indices]
+        return None
+
+    # ------------------------------------------------------------------ centre
+    def _center_rule(self, dsh: tuple[int, int]) -> Any:
+        """The fixed raw centre (row, col) px, or ``AUTO`` (spec §4.3, documented meaning)."""
+        return center_of(self.info.center, self.info.auto_center, dsh)[0]
+
+    def _needs_chunk_center(self) -> bool:
+        p = self.info
+        if self._frozen_center is not None:
+            return False
+        return p.auto_center is True or p.center is None and p.auto_center is not False
+
+    def _freeze_center(self, raw: Optional[xr.Dataset], indices: list[int]) -> None:
+        """Resolve the raw-frame centre at the first chunk and keep it for the whole scan."""
+        shapes = _allgather(self.comm, None if raw is None else tuple(raw["data"].shape[1:]))
+        top, bottom, left, right = padding_of(self.prepare_options.get("padding"))
+        raw_shape = tuple(int(v) for v in np.max([s for s in shapes if s is not None], axis=0))
+        dsh = (raw_shape[0] + top + bottom, raw_shape[1] + left + right)  # the frame the centre refers to
+        rule = self._center_rule(dsh)
+        if rule is not AUTO:
+            self._frozen_center = tuple(float(v) for v in rule)
+        else:
+            whole = self.num_frames is not None and len(indices) < self.num_frames and self._complete()
+            source = self._all_frames_part() if whole else raw
+            sums = _allgather(self.comm, _centre_sums(source))
+            total = np.sum([s[0] for s in sums], axis=0)
+            n = sum(s[1] for s in sums)
+            if n == 0:
+                raise GeometryError("auto_center: no frame has masked intensity, the centre of mass is undefined; "
+                                    "give a centre, e.g. center='fftshift' or center=(row, col)")
+            centre = (float(total[0] / n) + top, float(total[1] / n) + left)
+            self._frozen_center = inside(centre, dsh, "automatic centre")
+            self.info.center_rule = "auto over all frames" if whole else "auto over the first chunk"
+        self.info.center = list(self._frozen_center)
+
+    def _complete(self) -> bool:
+        """True when every frame of the scan is available now (asked once, at the first chunk)."""
+        got = self.check(self.num_frames, 0) if self.rank == 0 else None
+        accessible, _ = _bcast(self.comm, got)
+        return accessible >= self.num_frames
+
+    def _all_frames_part(self) -> Optional[xr.Dataset]:
+        """This rank's share of all frames, for a centre over the whole scan."""
+        everything = list(range(self.num_frames))
+        raw, _ = self._raw_part(everything, FrameSplitter(self.size).split(everything), centre_pass=True)
+        return raw
+
+    # ------------------------------------------------------------------ prepare and save
+    def _prepare_part(self, raw: xr.Dataset) -> xr.Dataset:
+        p = self.info
+        kw: dict[str, Any] = dict(dark=False, flat=False, normalisation=False)
+        kw.update(self.prepare_options)
+        return prepare(raw, shape=p.shape, center=self._frozen_center, auto_center=False,
+                       orientation=p.orientation, rebin=p.rebin, rebin_mode=p.rebin_mode, **kw)
+
+    def _update_meta(self, prepared: Optional[xr.Dataset]) -> None:
+        found = None if prepared is None else meta_of(prepared)
+        metas = [m for m in _allgather(self.comm, found) if m is not None]
+        if not metas:
+            return
+        m = metas[0]
+        for key in ("center", "shape", "psize"):
+            self.meta[key] = m[key]
+        for key in ("energy", "distance", "label", "version"):
+            if m.get(key) is not None or key == "label":
+                self.meta[key] = m[key]
+        self.meta.num_frames = self.num_frames
+        if prepared is not None:
+            self.info.shape = [int(v) for v in prepared.attrs["info"].get("shape", self.meta["shape"])]
+
+    def _save(self, indices: list[int], data_d: dict, weights_d: dict, positions: Any) -> None:
+        parts = _gather(self.comm, (data_d, weights_d))
+        if self.rank != 0:
+            return
+        data_all: dict = {}
+        weights_all: dict = {}
+        for d, w in parts:
+            data_all.update(d)
+            weights_all.update(w)
+        data = np.stack([data_all[i] for i in indices])
+        weights = np.stack([np.asarray(weights_all[i]) for i in indices])
+        if positions is None:
+            raise ScanError("positions: this scan has none (load(), positions_theory and load_positions() gave "
+                            "nothing); a .ptyd needs (y, x) positions for every frame")
+        self._writer.write_chunk(data, weights, positions, indices, meta=dict(self.meta))
+        if self.chunknum == 0:
+            self._writer.write_info(self._info_doc())
+
+    def _info_doc(self) -> dict:
+        doc = {k: v for k, v in self.info.items()}
+        doc["ptydask_class"] = type(self).__name__
+        return doc
+
+
+def _pair(v: Any) -> np.ndarray:
+    a = np.asarray(v, dtype=np.float64).reshape(-1)
+    return np.repeat(a, 2) if a.size == 1 else a
+
+
+def _gather(comm: Any, obj: Any) -> list[Any]:
+    return [obj] if comm is None else comm.gather(obj, root=0)
+
+
+def _centre_sums(raw: Optional[xr.Dataset]) -> tuple[np.ndarray, int]:
+    """Sum of the per-frame masked centres of mass (row, col) px of ``raw`` and the number of frames with intensity."""
+    if raw is None or raw.sizes["frame"] == 0:
+        return np.zeros(2), 0
+    data = raw["data"].data
+    w = raw["weights"]
+    if w.ndim == 2:
+        valid = np.asarray(w.values) > 0
+        cen = data.map_blocks(lambda f: mass_centres(f, valid), chunks=(data.chunks[0], (2,)), drop_axis=2,
+                              dtype=np.float64)
+    else:
+        cen = da.map_blocks(lambda f, ww: mass_centres(f, ww > 0), data, w.data, chunks=(data.chunks[0], (2,)),
+                            drop_axis=2, dtype=np.float64)
+    values = np.asarray(cen.compute())
+    ok = np.isfinite(values).all(axis=1)
+    return values[ok].sum(axis=0), int(ok.sum())
+
+
+# --------------------------------------------------------------------------- Scan-backed classes
+
+
+class ScanPtyScan(PtyScan):
+    """A ``PtyScan`` serving an existing lazy Scan (e.g. from :func:`ptydask.sources.open_frames`).
+
+    Frame ``k`` of the Scan is global index ``k`` (ptypy's running numbering);
+    positions and weights come from the Scan; ``energy``, ``distance`` and
+    ``psize`` from the Scan where set, else from the parameters. The Scan's
+    ``dark``/``flat``/``monitor`` are applied by ``prepare``, which is built
+    once over the whole Scan (lazily) and sliced per chunk. When the whole
+    scan is present, one process finds the automatic centre with ``prepare``
+    itself (corrected frames, all masks); under MPI, or for a scan still
+    growing, each rank sums centres over its own raw frames (spec §4.3).
+    """
+
+    def __init__(self, scan: Optional[xr.Dataset], pars: Optional[Mapping[str, Any]] = None, comm: Any = None,
+                 *, prepare_options: Optional[Mapping[str, Any]] = None, **kwargs: Any):
+        super().__init__(pars, comm, prepare_options=prepare_options, **kwargs)
+        self.scan = scan
+        self._prepared: Optional[xr.Dataset] = None
+
+    def load_positions(self) -> Optional[np.ndarray]:
+        scan = self._current()
+        return None if scan is None or "positions" not in scan else np.asarray(scan["positions"].values)
+
+    def load(self, indices: Sequence[int]) -> tuple[dict, dict, dict]:
+        """Frames of ``indices`` from the Scan (ptypy-style; the pipeline itself reads the Scan lazily)."""
+        raw, _ = self._raw_part(list(indices), [list(indices)] * self.size)
+        frames = np.asarray(raw["data"].values)
+        return {i: frames[j] for j, i in enumerate(indices)}, {}, {}
+
+    def _current(self) -> Optional[xr.Dataset]:
+        return self.scan
+
+    def _full(self) -> xr.Dataset:
+        scan = self._current()
+        p = self.info
+        scan = scan.assign(indices=("frame", np.arange(scan.sizes["frame"], dtype=np.int64)))
+        for key in ("energy", "distance", "psize"):
+            if scan.attrs.get(key) is None and p.get(key) is not None:
+                scan.attrs[key] = float(p[key]) if key != "psize" else tuple(_pair(p[key]))
+        if p.label is not None:
+            scan.attrs["label"] = p.label
+        return scan
+
+    def _raw_part(self, indices: list[int], parts: list[list[int]], *,
+                  centre_pass: bool = False) -> tuple[Optional[xr.Dataset], Any]:
+        mine = parts[self.rank]
+        scan = self._full()
+        n = scan.sizes["frame"]
+        if indices and indices[-1] >= n:
+            raise ScanError(f"frames {indices[0]}..{indices[-1]} requested, the Scan holds {n}")
+        if "positions" in scan:
+            chunk_positions = np.asarray(scan["positions"].values[indices[0] : indices[-1] + 1]) if indices else None
+        elif self.info.positions_theory is not None:
+            chunk_positions = np.asarray(self.info.positions_theory)[indices]
+        else:
+            chunk_positions = None
+        if not mine:
+            return None, chunk_positions
+        return scan.isel(frame=slice(mine[0], mine[-1] + 1)), chunk_positions
+
+    def _prepare_full(self, center: Any, auto_center: Any) -> xr.Dataset:
+        p = self.info
+        full = self._full()
+        keep = min(full.sizes["frame"], self.num_frames) if self.num_frames is not None else None
+        return prepare(full, shape=p.shape, center=center, auto_center=auto_center, orientation=p.orientation,
+                       rebin=p.rebin, rebin_mode=p.rebin_mode, num_frames=keep, **self.prepare_options)
+
+    def _freeze_center(self, raw: Optional[xr.Dataset], indices: list[int]) -> None:
+        if self.comm is None and self.num_frames is not None and self._complete():
+            self._prepared = self._prepare_full(self.info.center, self.info.auto_center)
+            done = self._prepared.attrs["info"]
+            self._frozen_center = tuple(float(v) for v in done["center"])
+            self.info.center_rule = done["prepare"]["center_rule"]
+            self.info.center = list(self._frozen_center)
+            return
+        super()._freeze_center(raw, indices)
+
+    def _prepare_part(self, raw: xr.Dataset) -> xr.Dataset:
+        if self._prepared is None:
+            self._prepared = self._prepare_full(self._frozen_center, False)
+        idx = raw["indices"].values
+        return self._prepared.isel(frame=slice(int(idx[0]), int(idx[-1]) + 1))
+
+
+class PtydScan(ScanPtyScan):
+    """Read a ``.ptyd`` (``dfile``) chunk by chunk, also while it grows (ptyd-format.md §4).
+
+    ``auto(frames)`` hands out the stored frames as stored (no parameter is
+    re-applied unless ``reprocess=True``, which runs ``prepare`` with the given
+    parameters); ``meta`` comes from the file. An incomplete file gives its
+    frames, then ``WAIT`` until more chunks appear (the file is re-read at
+    every call), and ``EOS`` only after ``meta/num_frames`` frames were served.
+    """
+
+    DEFAULT = Param({"name": "PtydScan", "source": "file", "reprocess": False, "retries": 20})
+
+    def __init__(self, pars: Optional[Mapping[str, Any]] = None, comm: Any = None, **kwargs: Any):
+        super().__init__(None, pars, comm, **kwargs)
+        if not self.info.dfile:
+            raise ParameterError("dfile: required, the .ptyd file to read")
+        if self.info.source not in ("file", None):
+            raise ParameterError(f"source: only 'file' (read dfile as stored) is supported, got {self.info.source!r}; "
+                                 "to reprocess, pass reprocess=True")
+
+    def _reopen(self) -> None:
+        from .ptyd.reader import open_ptyd
+
+        path = self.info.dfile
+        if self.scan is None and not os.path.exists(path):
+            raise FormatError(f"{path}: no such file")
+        unknown_end, fresh = False, False
+        for attempt in range(int(self.info.retries) + 1):
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    self.scan = open_ptyd(path)
+                unknown_end = any("num_frames is missing" in str(w.message) for w in caught)
+                fresh = True
+                break
+            except (FormatError, OSError):
+                if attempt == int(self.info.retries):
+                    if self.scan is None:
+                        return  # not readable yet (no meta): nothing available
+                    break  # keep the last good view; frames already seen never change
+                time.sleep(0.05)
+        if fresh:
+            m = meta_of(self.scan)
+            for key in META_KEYS:
+                if self.info.reprocess and key in ("center", "shape", "psize"):
+                    continue
+                self.meta[key] = m[key]
+            self.num_frames = None if unknown_end else m["num_frames"]
+            self.meta["num_frames"] = self.num_frames
+
+    def initialize(self) -> None:
+        self._reopen()
+        self.is_initialized = True
+        self.post_initialize()
+
+    def check(self, frames: Optional[int] = None, start: Optional[int] = None) -> tuple[int, Optional[bool]]:
+        start = self.framestart if start is None else start
+        frames = self.min_frames if frames is None else frames
+        self._reopen()
+        if self.scan is None:
+            return 0, False
+        present = self.scan.sizes["frame"]
+        accessible = max(0, min(frames, present - start))
+        if self.num_frames is None:  # meta/num_frames not written yet: the end cannot be known
+            return accessible, False
+        return accessible, start + accessible >= self.num_frames
+
+    def auto(self, frames: int) -> Any:
+        if self.comm is not None and self.rank != 0:
+            self._reopen()  # every rank needs the current view of the file
+        out = super().auto(frames)
+        return out
+
+    def _chunk(self, start: int, n: int) -> dict[str, Any]:
+        """As ``PtyScan._chunk``, retried while a writer holds the file (HDF5 file locks)."""
+        loads = list(self._splitter.loads)
+        for attempt in range(int(self.info.retries) + 1):
+            try:
+                return super()._chunk(start, n)
+            except (FormatError, OSError):
+                if attempt == int(self.info.retries) or self.comm is not None:
+                    raise
+                self._splitter.loads = list(loads)
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
+
+    def _freeze_center(self, raw: Optional[xr.Dataset], indices: list[int]) -> None:
+        if self.info.reprocess:
+            super()._freeze_center(raw, indices)
+        else:
+            center = self.meta.get("center")
+            self._frozen_center = None if center is None else tuple(float(v) for v in np.ravel(center))
+
+    def _prepare_part(self, raw: xr.Dataset) -> xr.Dataset:
+        if not self.info.reprocess:
+            return raw
+        self._prepared = None  # the file may have grown: rebuild the (lazy) graph over what is stored
+        return super()._prepare_part(raw)
+
+    def _update_meta(self, prepared: Optional[xr.Dataset]) -> None:
+        if self.info.reprocess:
+            super()._update_meta(prepared)
+
+
+__all__ = ["PtyScan", "ScanPtyScan", "PtydScan", "Param", "WAIT", "EOS", "PTYSCAN_DEFAULTS", "parse_defaults",
+           "check_params"]
