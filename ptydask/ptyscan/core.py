@@ -22,14 +22,7 @@ scatters each rank's part otherwise.
 
 from __future__ import annotations
 
-import ast
-import copy
-import difflib
-import math
-import os
 import threading
-import time
-import warnings
 from itertools import count
 from typing import Any, Mapping, Optional, Sequence
 
@@ -38,172 +31,17 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .blocks import block_ranges
-from .errors import FormatError, GeometryError, ParameterError, ScanError
-from .packages import AttrDict, make_package, own_blocks, rank_and_size
-from .parallel.split import FrameSplitter
-from .scan import META_KEYS, from_arrays, meta_of
-from .steps import prepare
-from .steps.geometry import Orientation, inside
-from .steps.kernels import mass_centres
-from .steps.params import AUTO, center_of, padding_of
+from ..blocks import block_ranges
+from ..errors import GeometryError, ParameterError, ScanError
+from ..packages import AttrDict, make_package, own_blocks, rank_and_size
+from ..parallel.split import FrameSplitter
+from ..scan import META_KEYS, from_arrays, meta_of
+from ..steps import prepare
+from ..steps.geometry import inside
+from ..steps.kernels import mass_centres
+from ..steps.params import AUTO, center_of, padding_of
+from .params import EOS, PREPARE_OPTIONS, PTYSCAN_DEFAULTS, WAIT, Param, check_params, is_int, parse_defaults
 
-#: ``prepare`` keywords a PtyScan passes on besides the ``scan.data`` parameters.
-PREPARE_OPTIONS = ("padding", "hot_pixels", "dead_pixels", "saturation", "mask", "dark", "flat", "normalisation")
-
-WAIT = "msg1"
-EOS = "msgEOS"
-SAVE_MODES = (None, "append", "link", "merge")
-LOAD_PARALLEL = ("data", "common", "all", None, "none")
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-class Param(AttrDict):
-    """Nested parameter tree with attribute access (the part of ptypy's ``Param`` subclasses use)."""
-
-    def copy(self, depth: int = 0) -> "Param":  # noqa: ARG002 - ptypy's signature
-        return Param(copy.deepcopy(dict(self)))
-
-    def update(self, other: Any = None, **kw: Any) -> None:  # type: ignore[override]
-        for src in (other or {}), kw:
-            for key, value in dict(src).items():
-                if isinstance(value, Mapping) and isinstance(self.get(key), Mapping):
-                    inner = Param(self[key])
-                    inner.update(value)
-                    value = inner
-                elif isinstance(value, Mapping):
-                    value = Param(value)
-                    value.update({})
-                dict.__setitem__(self, key, value)
-
-
-def parse_defaults(doc: Optional[str]) -> dict[str, Any]:
-    """Defaults from a ptypy-style docstring section (``Defaults:``, ``[key]``, ``default = value``).
-
-    Dotted keys (``[intensities.file]``) give nested dicts; an entry of
-    ``type = Param`` with an empty default is an empty dict. Values are Python
-    literals when they parse as such (``None``, numbers, tuples), else strings.
-    """
-    if not doc or "Defaults:" not in doc:
-        return {}
-    entries: dict[str, dict[str, str]] = {}
-    key = None
-    for line in doc.split("Defaults:", 1)[1].splitlines():
-        s = line.strip()
-        if s.startswith("[") and s.endswith("]"):
-            key = s[1:-1].strip()
-            entries[key] = {}
-        elif key and "=" in s:
-            name, value = (part.strip() for part in s.split("=", 1))
-            if name in ("default", "type"):
-                entries[key][name] = value
-    out: dict[str, Any] = {}
-    for key, fields in entries.items():
-        raw = fields.get("default", "")
-        if not raw and "param" in fields.get("type", "").lower():
-            value: Any = {}
-        else:
-            try:
-                value = ast.literal_eval(raw) if raw else None
-            except (ValueError, SyntaxError):
-                value = raw
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        if isinstance(node.get(leaf), dict) and value is None:
-            continue
-        node[leaf] = value
-    return out
-
-
-#: ptypy's ``scan.data`` parameters of ``PtyScan`` and their defaults (spec §1),
-#: plus ptydask's ``overwrite``, ``rebin_mode`` and ``load_block``.
-PTYSCAN_DEFAULTS: dict[str, Any] = {
-    "name": "PtyScan", "dfile": None, "chunk_format": ".chunk%02d", "save": None, "auto_center": None,
-    "load_parallel": "data", "rebin": None, "orientation": None, "min_frames": 1, "positions_theory": None,
-    "num_frames": None, "label": None, "experimentID": None, "version": 0.1, "shape": 256,
-    "center": "fftshift", "psize": 172e-6, "distance": 7.19, "energy": 7.2, "add_poisson_noise": False,
-    "overwrite": False, "rebin_mode": "mean", "load_block": None,
-}
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _positive(name: str, v: Any, pair: bool = False) -> None:
-    vals = list(np.ravel(np.asarray(v, dtype=object))) if pair else [v]
-    if pair and len(vals) not in (1, 2):
-        raise ParameterError(f"{name}: expected one number or a (y, x) pair in metres, got {v!r}")
-    for x in vals:
-        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(x) or x <= 0:
-            raise ParameterError(f"{name}: expected a finite number > 0, got {v!r}")
-
-
-def check_params(p: Mapping[str, Any], known: Mapping[str, Any]) -> None:
-    """Validate ``scan.data`` parameters up front; raise :class:`ParameterError` naming the key."""
-    unknown = sorted(set(p) - set(known))
-    if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(key, list(known), n=1)
-        raise ParameterError(f"{key}: unknown parameter" + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + "; subclasses declare their own in a 'Defaults:' docstring section or DEFAULT")
-    if p["save"] not in SAVE_MODES:
-        raise ParameterError(f"save: expected None, 'append', 'link' or 'merge', got {p['save']!r}")
-    if p["save"] is not None and not p["dfile"]:
-        raise ParameterError("dfile: required when save is set (path of the .ptyd to write)")
-    if p["dfile"] is not None and not isinstance(p["dfile"], (str, os.PathLike)):
-        raise ParameterError(f"dfile: expected a path, got {p['dfile']!r}")
-    if not isinstance(p["chunk_format"], str):
-        raise ParameterError(f"chunk_format: expected a printf pattern such as '.chunk%02d', got {p['chunk_format']!r}")
-    if p["auto_center"] not in (None, True, False):
-        raise ParameterError(f"auto_center: expected None, True or False, got {p['auto_center']!r}")
-    if p["load_parallel"] not in LOAD_PARALLEL:
-        raise ParameterError(f"load_parallel: expected 'data', 'common', 'all' or None, got {p['load_parallel']!r}")
-    if p["rebin"] is not None and (not _is_int(p["rebin"]) or not 1 <= p["rebin"] <= 32):
-        raise ParameterError(f"rebin: expected None or an integer 1..32, got {p['rebin']!r}")
-    Orientation.parse(p["orientation"])
-    if not _is_int(p["min_frames"]) or p["min_frames"] < 1:
-        raise ParameterError(f"min_frames: expected an integer >= 1, got {p['min_frames']!r}")
-    if p["num_frames"] is not None and (not _is_int(p["num_frames"]) or p["num_frames"] < 1):
-        raise ParameterError(f"num_frames: expected None or an integer >= 1, got {p['num_frames']!r}")
-    if p["positions_theory"] is not None:
-        pt = np.asarray(p["positions_theory"])
-        if pt.ndim != 2 or pt.shape[1] != 2 or pt.dtype.kind not in "iuf" or not np.isfinite(pt).all():
-            raise ParameterError(f"positions_theory: expected an (N, 2) array of finite (y, x) metres, got shape {pt.shape}")
-    if p["label"] is not None and not isinstance(p["label"], str):
-        raise ParameterError(f"label: expected a string or None, got {p['label']!r}")
-    sh = p["shape"]
-    if not (sh is None or (_is_int(sh) and sh >= 1) or (isinstance(sh, (tuple, list, np.ndarray)) and len(sh) == 2
-                                                       and all(_is_int(v) and v >= 1 for v in sh))):
-        raise ParameterError(f"shape: expected None, an integer >= 1 or a (rows, cols) pair, got {sh!r}")
-    c = p["center"]
-    if isinstance(c, str):
-        if c not in ("fftshift", "geometric"):
-            raise ParameterError(f"center: expected 'fftshift', 'geometric', (row, col) or None, got {c!r}"
-                                 + (" ('fft' = (0, 0) is never inside the frame)" if c == "fft" else ""))
-    elif c is not None:
-        vals = list(c) if isinstance(c, (tuple, list, np.ndarray)) else []
-        if len(vals) < 2 or not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-                                    and math.isfinite(v) and v > 0 for v in vals[-2:]):
-            raise ParameterError(f"center: expected 'fftshift', 'geometric', a (row, col) pair > 0 in pixels or None, got {c!r}")
-    for key in ("distance", "energy"):
-        if p[key] is not None:
-            _positive(key, p[key])
-    if p["psize"] is not None:
-        _positive("psize", p["psize"], pair=True)
-    if p["overwrite"] not in (True, False):
-        raise ParameterError(f"overwrite: expected True or False, got {p['overwrite']!r}")
-    if p["rebin_mode"] not in ("mean", "sum"):
-        raise ParameterError(f"rebin_mode: expected 'mean' or 'sum', got {p['rebin_mode']!r}")
-    if p["load_block"] is not None and (not _is_int(p["load_block"]) or p["load_block"] < 1):
-        raise ParameterError(f"load_block: expected None or an integer >= 1 (frames per load() call), got {p['load_block']!r}")
 
 
 # --------------------------------------------------------------------------- MPI helpers
@@ -332,7 +170,7 @@ class PtyScan:
         self.num_frames = p.num_frames
         self.min_frames = p.min_frames * self.size
         self.meta = AttrDict({k: p.get(k) for k in META_KEYS})
-        self.meta.psize = None if p.psize is None else _pair(p.psize)
+        self.meta.psize = None if p.psize is None else pair(p.psize)
         self.common = AttrDict()
         self.is_initialized = False
         self.end_of_scan = False
@@ -369,7 +207,7 @@ class PtyScan:
         sh = self.info.shape
         if sh is None:
             raise ParameterError("shape: the default load() makes frames of this shape; set it or override load()")
-        sh = (int(sh), int(sh)) if _is_int(sh) else tuple(int(v) for v in sh)
+        sh = (int(sh), int(sh)) if is_int(sh) else tuple(int(v) for v in sh)
         return {int(k): float(k) * np.ones(sh) for k in indices}, {}, {}
 
     def correct(self, raw: dict, weights: dict, common: Any) -> tuple[dict, dict]:
@@ -395,7 +233,7 @@ class PtyScan:
         """Load positions, weights and common data; reconcile ``num_frames``; prepare the output file."""
         p = self.info
         if p.save is not None and self.rank == 0:
-            from .ptyd.live_writer import LiveWriter
+            from ..ptyd.live_writer import LiveWriter
 
             self._writer = LiveWriter(p.dfile, p.save, p.chunk_format, p.overwrite)
         everyone = p.load_parallel in ("common", "all")
@@ -434,7 +272,7 @@ class PtyScan:
         """Prepare the next chunk of up to ``frames`` frames: a data package, ``WAIT`` or ``EOS``."""
         if not self.is_initialized:
             self.initialize()
-        if not _is_int(frames) or frames < 0:
+        if not is_int(frames) or frames < 0:
             raise ParameterError(f"frames: expected an integer >= 0, got {frames!r}")
         checked = self.check(frames, self.framestart) if self.rank == 0 else None
         accessible, eos = _bcast(self.comm, checked)
@@ -682,7 +520,7 @@ class PtyScan:
         return doc
 
 
-def _pair(v: Any) -> np.ndarray:
+def pair(v: Any) -> np.ndarray:
     a = np.asarray(v, dtype=np.float64).reshape(-1)
     return np.repeat(a, 2) if a.size == 1 else a
 
@@ -709,196 +547,3 @@ def _centre_sums(raw: Optional[xr.Dataset]) -> tuple[np.ndarray, int]:
     return values[ok].sum(axis=0), int(ok.sum())
 
 
-# --------------------------------------------------------------------------- Scan-backed classes
-
-
-class ScanPtyScan(PtyScan):
-    """A ``PtyScan`` serving an existing lazy Scan (e.g. from :func:`ptydask.sources.open_frames`).
-
-    Frame ``k`` of the Scan is global index ``k`` (ptypy's running numbering);
-    positions and weights come from the Scan; ``energy``, ``distance`` and
-    ``psize`` from the Scan where set, else from the parameters. The Scan's
-    ``dark``/``flat``/``monitor`` are applied by ``prepare``, which is built
-    once over the whole Scan (lazily) and sliced per chunk. When the whole
-    scan is present, one process finds the automatic centre with ``prepare``
-    itself (corrected frames, all masks); under MPI, or for a scan still
-    growing, each rank sums centres over its own raw frames (spec §4.3).
-    """
-
-    def __init__(self, scan: Optional[xr.Dataset], pars: Optional[Mapping[str, Any]] = None, comm: Any = None,
-                 *, prepare_options: Optional[Mapping[str, Any]] = None, **kwargs: Any):
-        super().__init__(pars, comm, prepare_options=prepare_options, **kwargs)
-        self.scan = scan
-        self._prepared: Optional[xr.Dataset] = None
-
-    def load_positions(self) -> Optional[np.ndarray]:
-        scan = self._current()
-        return None if scan is None or "positions" not in scan else np.asarray(scan["positions"].values)
-
-    def load(self, indices: Sequence[int]) -> tuple[dict, dict, dict]:
-        """Frames of ``indices`` from the Scan (ptypy-style; the pipeline itself reads the Scan lazily)."""
-        raw, _ = self._raw_part(list(indices), [list(indices)] * self.size)
-        frames = np.asarray(raw["data"].values)
-        return {i: frames[j] for j, i in enumerate(indices)}, {}, {}
-
-    def _current(self) -> Optional[xr.Dataset]:
-        return self.scan
-
-    def _full(self) -> xr.Dataset:
-        scan = self._current()
-        p = self.info
-        scan = scan.assign(indices=("frame", np.arange(scan.sizes["frame"], dtype=np.int64)))
-        for key in ("energy", "distance", "psize"):
-            if scan.attrs.get(key) is None and p.get(key) is not None:
-                scan.attrs[key] = float(p[key]) if key != "psize" else tuple(_pair(p[key]))
-        if p.label is not None:
-            scan.attrs["label"] = p.label
-        return scan
-
-    def _raw_part(self, indices: list[int], parts: list[list[int]], *,
-                  centre_pass: bool = False) -> tuple[Optional[xr.Dataset], Any]:
-        mine = parts[self.rank]
-        scan = self._full()
-        n = scan.sizes["frame"]
-        if indices and indices[-1] >= n:
-            raise ScanError(f"frames {indices[0]}..{indices[-1]} requested, the Scan holds {n}")
-        if "positions" in scan:
-            chunk_positions = np.asarray(scan["positions"].values[indices[0] : indices[-1] + 1]) if indices else None
-        elif self.info.positions_theory is not None:
-            chunk_positions = np.asarray(self.info.positions_theory)[indices]
-        else:
-            chunk_positions = None
-        if not mine:
-            return None, chunk_positions
-        return scan.isel(frame=slice(mine[0], mine[-1] + 1)), chunk_positions
-
-    def _prepare_full(self, center: Any, auto_center: Any) -> xr.Dataset:
-        p = self.info
-        full = self._full()
-        keep = min(full.sizes["frame"], self.num_frames) if self.num_frames is not None else None
-        return prepare(full, shape=p.shape, center=center, auto_center=auto_center, orientation=p.orientation,
-                       rebin=p.rebin, rebin_mode=p.rebin_mode, num_frames=keep, **self.prepare_options)
-
-    def _freeze_center(self, raw: Optional[xr.Dataset], indices: list[int]) -> None:
-        if self.comm is None and self.num_frames is not None and self._complete():
-            self._prepared = self._prepare_full(self.info.center, self.info.auto_center)
-            done = self._prepared.attrs["info"]
-            self._frozen_center = tuple(float(v) for v in done["center"])
-            self.info.center_rule = done["prepare"]["center_rule"]
-            self.info.center = list(self._frozen_center)
-            return
-        super()._freeze_center(raw, indices)
-
-    def _prepare_part(self, raw: xr.Dataset) -> xr.Dataset:
-        if self._prepared is None:
-            self._prepared = self._prepare_full(self._frozen_center, False)
-        idx = raw["indices"].values
-        return self._prepared.isel(frame=slice(int(idx[0]), int(idx[-1]) + 1))
-
-
-class PtydScan(ScanPtyScan):
-    """Read a ``.ptyd`` (``dfile``) chunk by chunk, also while it grows (ptyd-format.md §4).
-
-    ``auto(frames)`` hands out the stored frames as stored (no parameter is
-    re-applied unless ``reprocess=True``, which runs ``prepare`` with the given
-    parameters); ``meta`` comes from the file. An incomplete file gives its
-    frames, then ``WAIT`` until more chunks appear (the file is re-read at
-    every call), and ``EOS`` only after ``meta/num_frames`` frames were served.
-    """
-
-    DEFAULT = Param({"name": "PtydScan", "source": "file", "reprocess": False, "retries": 20})
-
-    def __init__(self, pars: Optional[Mapping[str, Any]] = None, comm: Any = None, **kwargs: Any):
-        super().__init__(None, pars, comm, **kwargs)
-        if not self.info.dfile:
-            raise ParameterError("dfile: required, the .ptyd file to read")
-        if self.info.source not in ("file", None):
-            raise ParameterError(f"source: only 'file' (read dfile as stored) is supported, got {self.info.source!r}; "
-                                 "to reprocess, pass reprocess=True")
-
-    def _reopen(self) -> None:
-        from .ptyd.reader import open_ptyd
-
-        path = self.info.dfile
-        if self.scan is None and not os.path.exists(path):
-            raise FormatError(f"{path}: no such file")
-        unknown_end, fresh = False, False
-        for attempt in range(int(self.info.retries) + 1):
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    self.scan = open_ptyd(path)
-                unknown_end = any("num_frames is missing" in str(w.message) for w in caught)
-                fresh = True
-                break
-            except (FormatError, OSError):
-                if attempt == int(self.info.retries):
-                    if self.scan is None:
-                        return  # not readable yet (no meta): nothing available
-                    break  # keep the last good view; frames already seen never change
-                time.sleep(0.05)
-        if fresh:
-            m = meta_of(self.scan)
-            for key in META_KEYS:
-                if self.info.reprocess and key in ("center", "shape", "psize"):
-                    continue
-                self.meta[key] = m[key]
-            self.num_frames = None if unknown_end else m["num_frames"]
-            self.meta["num_frames"] = self.num_frames
-
-    def initialize(self) -> None:
-        self._reopen()
-        self.is_initialized = True
-        self.post_initialize()
-
-    def check(self, frames: Optional[int] = None, start: Optional[int] = None) -> tuple[int, Optional[bool]]:
-        start = self.framestart if start is None else start
-        frames = self.min_frames if frames is None else frames
-        self._reopen()
-        if self.scan is None:
-            return 0, False
-        present = self.scan.sizes["frame"]
-        accessible = max(0, min(frames, present - start))
-        if self.num_frames is None:  # meta/num_frames not written yet: the end cannot be known
-            return accessible, False
-        return accessible, start + accessible >= self.num_frames
-
-    def auto(self, frames: int) -> Any:
-        if self.comm is not None and self.rank != 0:
-            self._reopen()  # every rank needs the current view of the file
-        out = super().auto(frames)
-        return out
-
-    def _chunk(self, start: int, n: int) -> dict[str, Any]:
-        """As ``PtyScan._chunk``, retried while a writer holds the file (HDF5 file locks)."""
-        loads = list(self._splitter.loads)
-        for attempt in range(int(self.info.retries) + 1):
-            try:
-                return super()._chunk(start, n)
-            except (FormatError, OSError):
-                if attempt == int(self.info.retries) or self.comm is not None:
-                    raise
-                self._splitter.loads = list(loads)
-                time.sleep(0.05)
-        raise AssertionError("unreachable")
-
-    def _freeze_center(self, raw: Optional[xr.Dataset], indices: list[int]) -> None:
-        if self.info.reprocess:
-            super()._freeze_center(raw, indices)
-        else:
-            center = self.meta.get("center")
-            self._frozen_center = None if center is None else tuple(float(v) for v in np.ravel(center))
-
-    def _prepare_part(self, raw: xr.Dataset) -> xr.Dataset:
-        if not self.info.reprocess:
-            return raw
-        self._prepared = None  # the file may have grown: rebuild the (lazy) graph over what is stored
-        return super()._prepare_part(raw)
-
-    def _update_meta(self, prepared: Optional[xr.Dataset]) -> None:
-        if self.info.reprocess:
-            super()._update_meta(prepared)
-
-
-__all__ = ["PtyScan", "ScanPtyScan", "PtydScan", "Param", "WAIT", "EOS", "PTYSCAN_DEFAULTS", "parse_defaults",
-           "check_params"]

@@ -1,0 +1,13 @@
+"""A ptypy-compatible ``PtyScan`` on top of ptydask's lazy pipeline (spec: ptyscan-semantics.md §1-§6).
+
+- :mod:`.params`: the ``scan.data`` parameters, their defaults and validation;
+- :mod:`.core`: :class:`PtyScan` (ptypy's hooks, ``initialize``, ``auto``, packages, saving);
+- :mod:`.readers`: :class:`ScanPtyScan` (an existing lazy Scan) and :class:`PtydScan` (a ``.ptyd``).
+"""
+
+from .core import PtyScan
+from .params import EOS, PREPARE_OPTIONS, PTYSCAN_DEFAULTS, WAIT, Param, check_params, parse_defaults
+from .readers import PtydScan, ScanPtyScan
+
+__all__ = ["PtyScan", "ScanPtyScan", "PtydScan", "WAIT", "EOS", "Param", "PTYSCAN_DEFAULTS", "PREPARE_OPTIONS",
+           "parse_defaults", "check_params"]
