@@ -17,15 +17,23 @@ from ptydask.sources import hdf5 as hdf5_mod
 
 @pytest.fixture
 def reads(monkeypatch):
-    """Record every hyperslab the sources read with ``read_direct``."""
+    """Record every hyperslab the sources read with ``read_direct`` (or by raw chunks, ``_fastread``)."""
+    from ptydask.sources import _fastread
+
     calls = []
     original = h5py.Dataset.read_direct
+    original_fast = _fastread.read_frames
 
     def recording(self, dest, source_sel=None, dest_sel=None):
         calls.append((self.name, source_sel))
         return original(self, dest, source_sel, dest_sel)
 
+    def recording_fast(dset, plan, start, stop, out, fallback):
+        calls.append((dset.name, (slice(start, stop),)))
+        return original_fast(dset, plan, start, stop, out, fallback)
+
     monkeypatch.setattr(h5py.Dataset, "read_direct", recording)
+    monkeypatch.setattr(_fastread, "read_frames", recording_fast)
     return calls
 
 

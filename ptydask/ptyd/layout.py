@@ -190,17 +190,21 @@ class BlockWriter:
 
 
 def finalize(writer: BlockWriter, files: list[Path], overwrite: bool, parts: int | None) -> None:
-    """Rename the written ``*.incomplete`` ``files`` into place: the old master out first, every part,
-    then the new master last, so that no reader ever sees a master whose parts are missing.
+    """Rename the written ``*.incomplete`` ``files`` into place, the new master last.
 
-    ``parts``: the number of parts of a ``link`` output (stale higher-numbered parts of an earlier,
-    longer scan are removed when overwriting), else ``None``.
+    A single-file output (``append``, ``merge``) replaces an old one in one atomic
+    rename: a reader, or an interruption, sees the old file or the new one. A
+    ``link`` output has several files, so the old master goes first (an
+    interruption then leaves no output, never a master mixing old and new parts).
+    ``parts``: the number of parts of a ``link`` output (stale higher-numbered
+    parts of an earlier, longer scan are removed when overwriting), else ``None``.
     """
     path, master_tmp = writer.path, tmp_name(writer.path)
     if path.exists():
         if not overwrite:  # appeared while we were writing
             raise OutputExistsError(f"{path}: was created by someone else while writing; not replaced")
-        remove(path)
+        if parts is not None:
+            remove(path)
     for p in files:
         if Path(p) != master_tmp:
             os.replace(p, final_name(Path(p)))

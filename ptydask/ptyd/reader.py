@@ -24,7 +24,7 @@ import xarray as xr
 
 from ..errors import FormatError, PtydaskError, ScanError
 from ..scan import from_arrays
-from .h5rw import read_value, tag_of
+from .h5rw import UNSAFE_TAGS, read_value, tag_of
 
 #: Target size of one Dask block when a chunk group is large, bytes.
 BLOCK_BYTES = 64 * 2**20
@@ -233,8 +233,10 @@ def _chunk_infos(f: h5py.File, path: Path, allow_external: bool) -> list[_ChunkI
             continue
         if not isinstance(grp, h5py.Group):
             raise FormatError(f"{path}: chunks/{name} is not a group")
-        if tag_of(grp) in ("pickle", "record_array"):
-            raise FormatError(f"{path}: chunks/{name} is tagged {tag_of(grp)!r} (a pickle); refused")
+        _refuse_unsafe(grp, path, f"chunks/{name}")
+        for ds_name in ("data", "weights"):
+            if ds_name in grp:
+                _refuse_unsafe(grp[ds_name], path, f"chunks/{name}/{ds_name}")
         if "data" not in grp or not isinstance(grp["data"], h5py.Dataset):
             raise FormatError(f"{path}: chunks/{name} has no 'data' dataset (found: {', '.join(sorted(grp)) or 'nothing'})")
         ds = grp["data"]
@@ -304,10 +306,16 @@ def _block_sizes(c: _ChunkInfo) -> tuple[int, ...]:
     return tuple(sizes) or (0,)
 
 
+def _refuse_unsafe(obj: h5py.HLObject, path: Path, where: str) -> None:
+    if tag_of(obj) in UNSAFE_TAGS:
+        raise FormatError(f"{path}: {where} is tagged {tag_of(obj)!r} (a Python pickle); refusing to read it")
+
+
 def _small(grp: h5py.Group, name: str, shape: tuple[int, ...], path: Path, chunk: str) -> np.ndarray | None:
     if name not in grp:
         return None
     obj = grp[name]
+    _refuse_unsafe(obj, path, f"chunks/{chunk}/{name}")
     if not isinstance(obj, h5py.Dataset):
         raise FormatError(
             f"{path}: chunks/{chunk}/{name} is a {tag_of(obj) or 'group'}, not an array "

@@ -15,6 +15,7 @@ from . import corrections
 from ._lazy import DEFAULT_BLOCK_BYTES
 from .formats import FORMATS, open_source
 from .geometry import resolve_geometry
+from .hdf5 import external_links
 from .positions import select_points
 from .refs import check_keys
 
@@ -49,7 +50,7 @@ def _take(frames: da.Array, chosen: np.ndarray, block_bytes: int) -> da.Array:
     return _merge_small_blocks(picked, max(1, block_bytes // max(1, frame_bytes)))
 
 
-def open_frames(source: Any, key: str | None = None, **spec: Any) -> xr.Dataset:
+def open_frames(source: Any, key: str | None = None, *, allow_external_links: bool = False, **spec: Any) -> xr.Dataset:
     """Open raw detector frames lazily as a Scan.
 
     Parameters
@@ -79,12 +80,21 @@ def open_frames(source: Any, key: str | None = None, **spec: Any) -> xr.Dataset:
         (``{file, key, multiplier, offset}``); ``electron_data``;
         ``block_bytes`` (Dask block size, default 128 MiB); ``format`` (force
         one of :data:`FORMATS`); ``label``, ``center``, ``propagation``, ``version``.
+    allow_external_links : follow HDF5 external links and virtual-dataset sources
+        that leave the folder of the file holding them (absolute paths, ``..``).
+        By default they are refused with a :class:`~ptydask.errors.SourceError`;
+        links to files in the same folder (DECTRIS ``data_NNNNNN``) always work.
 
     Returns the Scan (:func:`ptydask.scan.from_arrays`); its ``indices`` are
     the global scan-point indices of the selected points (``0..n-1`` when
     ``frameorder`` changes their order, see ``info['reordered']``).
     """
     check_keys("open_frames", spec, SPEC_KEYS)
+    with external_links(allow_external_links):
+        return _open_frames(source, key, spec)
+
+
+def _open_frames(source: Any, key: str | None, spec: dict[str, Any]) -> xr.Dataset:
     for alias, name in ALIASES.items():
         if alias in spec:
             if name in spec:

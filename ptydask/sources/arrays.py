@@ -68,7 +68,13 @@ def npy_frames(path: str, outer_index: int | None, block_bytes: int) -> tuple[da
 
 def npz_member(path: str, key: str | None) -> np.ndarray:
     """One member of a ``.npz`` archive (loaded into memory)."""
-    with np.load(path) as z:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise SourceError(f"{path}: not a readable .npz archive ({exc})") from None
+    if not hasattr(z, "files"):  # np.load read a .npy (or pickle signature) behind a .npz name
+        raise SourceError(f"{path}: not a .npz archive")
+    with z:
         names = list(z.files)
         if key is None:
             if len(names) != 1:
@@ -76,7 +82,13 @@ def npz_member(path: str, key: str | None) -> np.ndarray:
             key = names[0]
         if key not in names:
             raise SourceError(f"{path}: key {key!r} not found; the archive holds: {', '.join(names)}")
-        return z[key]
+        try:
+            return z[key]
+        except ValueError as exc:  # object arrays: never unpickled
+            raise SourceError(f"{path}: member {key!r} cannot be loaded safely ({exc}); "
+                              "Python-object arrays are refused") from None
+        except Exception as exc:  # noqa: BLE001 - a damaged zip member raises zlib, zipfile, OSError, ...
+            raise SourceError(f"{path}: member {key!r} is damaged ({type(exc).__name__}: {exc})") from None
 
 
 def zarr_frames(path: str, key: str | None, block_bytes: int) -> tuple[da.Array, tuple[int, ...]]:

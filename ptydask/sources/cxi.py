@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from ..errors import SourceError
-from .hdf5 import open_file
+from .hdf5 import MAX_SMALL_BYTES, hdf5_guard, open_file
 
 FRAMES = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data", "entry_1/image_1/data")
 TRANSLATIONS = ("entry_1/sample_1/geometry_1/translation", "entry_1/data_1/translation")
@@ -33,6 +33,7 @@ PSIZE = ("entry_1/instrument_1/detector_1/y_pixel_size", "entry_1/instrument_1/d
 KEV = 1.602176634e-16
 
 
+@hdf5_guard
 def is_cxi(path: str) -> bool:
     """True for ``.cxi`` files and HDF5 files laid out as CXI (``cxi_version`` or ``entry_1``)."""
     if path.lower().endswith(".cxi"):
@@ -52,11 +53,15 @@ def _first(f: h5py.File, keys: tuple[str, ...]) -> str | None:
 
 
 def _scalar(f: h5py.File, key: str) -> float | None:
-    if isinstance(f.get(key), h5py.Dataset):
-        return float(np.asarray(f[key][()]).ravel()[0])
-    return None
+    ds = f.get(key)
+    if not isinstance(ds, h5py.Dataset):
+        return None
+    if ds.shape is None or ds.size == 0 or ds.dtype.kind not in "biuf":
+        raise SourceError(f"{f.filename}: {key} holds {ds.shape} {ds.dtype}; expected a number")
+    return float(ds[(0,) * ds.ndim])  # the first value only: never the whole (maybe huge) dataset
 
 
+@hdf5_guard
 def read_cxi(path: str) -> dict[str, Any]:
     """Keys and values found in a CXI file.
 
@@ -71,7 +76,10 @@ def read_cxi(path: str) -> dict[str, Any]:
         out: dict[str, Any] = {"frames_key": frames_key, "mask_key": _first(f, MASKS)}
         tkey = _first(f, TRANSLATIONS)
         if tkey is not None:
-            t = np.asarray(f[tkey][()], dtype=np.float64)
+            tds = f[tkey]
+            if tds.shape is None or tds.dtype.kind not in "biuf" or tds.size * tds.dtype.itemsize > MAX_SMALL_BYTES:
+                raise SourceError(f"{path}: {tkey} holds {tds.shape} {tds.dtype}; expected (N, 3) x, y, z translations")
+            t = np.asarray(tds[()], dtype=np.float64)
             if t.ndim != 2 or t.shape[1] < 2:
                 raise SourceError(f"{path}: {tkey} has shape {t.shape}; expected (N, 3) x, y, z translations")
             out["positions"] = t[:, [1, 0]]

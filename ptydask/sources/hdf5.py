@@ -5,7 +5,9 @@ cannot be pickled), with ``read_direct`` into a preallocated native-dtype
 buffer. Dask blocks are made of whole HDF5 storage chunks along the frame
 axes, so each storage chunk is decoded once. External links on the frame
 dataset are followed to the file that holds it; virtual datasets are read
-through HDF5. Compression filters are checked up front.
+through HDF5. Compression filters are checked up front. Compressed datasets
+of whole-frame chunks are read chunk by chunk around HDF5's filter pipeline and
+decoded in a thread pool (``_fastread``: bit for bit h5py's result).
 
 Frame layouts (after ``outer_index`` picks one entry of the first axis):
 ``(H, W)`` one frame, ``(N, H, W)``, or a raster ``(A, B, H, W)`` read as
@@ -14,15 +16,23 @@ Frame layouts (after ``outer_index`` picks one entry of the first axis):
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import dask.array as da
 import h5py
 import numpy as np
 
-from ..errors import SourceError
+from ..errors import PtydaskError, SourceError
+from . import _fastread
 from ._lazy import FrameReader, as_dask, frames_per_block, split
+
+#: Read compressed whole-frame chunks raw and decode them in a thread pool (``_fastread``);
+#: ``PTYDASK_FAST_READ=0`` lets HDF5 decode everything (on one thread).
+FAST_READ = os.environ.get("PTYDASK_FAST_READ", "1") != "0"
 
 try:  # registers bitshuffle, LZ4, Blosc, Zstd, ... with HDF5 when installed
     import hdf5plugin  # noqa: F401
@@ -48,6 +58,64 @@ KNOWN_FILTERS = {
 }
 
 MAX_LISTED = 25
+
+#: What h5py raises for a damaged file (besides OSError): bad B-tree or heap addresses surface as
+#: KeyError/RuntimeError/ValueError from deep inside HDF5.
+HDF5_FAILURES = (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, UnicodeDecodeError)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def hdf5_guard(func: F) -> F:
+    """Turn any HDF5 failure of ``func(path, ...)`` on a damaged file into a :class:`SourceError` naming the file."""
+
+    @functools.wraps(func)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return func(path, *args, **kwargs)
+        except PtydaskError:
+            raise
+        except HDF5_FAILURES as exc:
+            raise SourceError(f"{path}: damaged or unreadable HDF5 file: {type(exc).__name__}: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+#: Whether external links / virtual-dataset sources may leave the folder of the file that holds them.
+_ALLOW_EXTERNAL: ContextVar[bool] = ContextVar("ptydask_allow_external_links", default=False)
+
+
+@contextmanager
+def external_links(allow: bool) -> Iterator[None]:
+    """Within the block, links leaving their file's folder are followed (``True``) or refused (``False``)."""
+    token = _ALLOW_EXTERNAL.set(bool(allow))
+    try:
+        yield
+    finally:
+        _ALLOW_EXTERNAL.reset(token)
+
+
+def _inside(folder: str, target: str) -> bool:
+    folder = os.path.realpath(folder)
+    target = os.path.realpath(os.path.join(folder, target))
+    return os.path.commonpath([folder, target]) == folder
+
+
+def check_link_target(holder: str, target: str, what: str) -> None:
+    """Refuse a link stored in file ``holder`` whose ``target`` file lies outside ``holder``'s folder.
+
+    Relative targets are taken relative to the holder's folder (as HDF5 does);
+    absolute ones must also point into that folder. ``target`` ``"."`` is the
+    holder itself. Allowed anyway inside ``external_links(True)``.
+    """
+    if _ALLOW_EXTERNAL.get() or target in ("", "."):
+        return
+    folder = os.path.dirname(os.path.abspath(holder))
+    if not _inside(folder, target):
+        raise SourceError(
+            f"{holder}: {what} points to {target!r}, outside the folder {folder}; refused "
+            "(pass allow_external_links=True to open_frames if you trust this file)"
+        )
 
 
 def open_file(path: str) -> h5py.File:
@@ -79,18 +147,24 @@ def get_node(f: h5py.File, key: str, path: str) -> Any:
             raise SourceError(
                 f"{path}: key {key!r} not found; '{walked or '/'}' holds: {_members(node)}"
             )
+        if isinstance(link, h5py.ExternalLink):
+            here = f"{walked}/{part}".lstrip("/")
+            check_link_target(node.file.filename, link.filename,
+                              f"key {key!r}: external link '{here}' -> {link.filename}:{link.path}")
         try:
             node = node[part]
         except (KeyError, OSError) as exc:
             if isinstance(link, h5py.ExternalLink):
                 target = _link_target(path, link)
                 state = "missing" if not os.path.exists(target) else f"unreadable: {exc}"
+                here = f"{walked}/{part}".lstrip("/")
                 raise SourceError(
-                    f"{path}: key {key!r}: external link '{walked}/{part}' points to "
+                    f"{path}: key {key!r}: external link '{here}' points to "
                     f"{link.filename}:{link.path} ({state})"
                 ) from None
             if isinstance(link, h5py.SoftLink):
-                raise SourceError(f"{path}: key {key!r}: soft link '{walked}/{part}' -> {link.path} is dangling") from None
+                here = f"{walked}/{part}".lstrip("/")
+                raise SourceError(f"{path}: key {key!r}: soft link '{here}' -> {link.path} is dangling") from None
             raise SourceError(f"{path}: key {key!r} cannot be opened ({exc})") from None
         walked = f"{walked}/{part}" if walked else part
     return node
@@ -101,6 +175,7 @@ def _link_target(path: str, link: h5py.ExternalLink) -> str:
     return target if os.path.isabs(target) else os.path.join(os.path.dirname(os.path.abspath(path)), target)
 
 
+@hdf5_guard
 def resolve_external(path: str, key: str, depth: int = 8) -> tuple[str, str]:
     """Follow external links on the last component of ``key`` to ``(file, key)`` of the data."""
     for _ in range(depth):
@@ -129,13 +204,41 @@ def check_filters(dset: h5py.Dataset, path: str, key: str) -> None:
             )
 
 
+def check_virtual_sources(dset: h5py.Dataset, path: str, key: str) -> None:
+    """Refuse a virtual dataset that maps files outside ``path``'s folder (see :func:`check_link_target`)."""
+    seen: set[str] = set()
+    for vmap in dset.virtual_sources():
+        name = vmap.file_name
+        if name not in seen:
+            seen.add(name)
+            check_link_target(path, name, f"virtual dataset {key!r}: source file")
+
+
+#: Largest "small" dataset read whole into memory (positions, monitor, masks, energies, ...).
+MAX_SMALL_BYTES = 2**30
+
+
+@hdf5_guard
 def read_array(path: str, key: str, indices: Any = None) -> np.ndarray:
     """Read a whole (small) dataset, or the entries ``indices`` of its first axis."""
     with open_file(path) as f:
         node = get_node(f, key, path)
         if not isinstance(node, h5py.Dataset):
             raise SourceError(f"{path}: key {key!r} is a group, not a dataset; it holds: {_members(node)}")
-        check_filters(node, path, key)
+        if node.is_virtual:
+            check_virtual_sources(node, path, key)
+        else:
+            check_filters(node, path, key)
+        if node.shape is not None:
+            rows = node.shape[0] if node.shape else 1
+            picked = rows if indices is None else min(rows, int(np.size(indices)))
+            per_row = int(np.prod(node.shape[1:], dtype=np.float64)) if node.shape else 1
+            nbytes = float(picked) * per_row * node.dtype.itemsize
+            if nbytes > MAX_SMALL_BYTES:
+                raise SourceError(
+                    f"{path}: {key!r} declares {node.shape} {node.dtype} ({nbytes:.3g} bytes to read); more than the "
+                    f"{MAX_SMALL_BYTES} bytes allowed for positions, masks and other small values"
+                )
         if indices is None:
             return node[()]
         idx = np.asarray(indices)
@@ -149,6 +252,7 @@ def read_array(path: str, key: str, indices: Any = None) -> np.ndarray:
         return node[unique][inverse]
 
 
+@hdf5_guard
 def read_units(path: str, key: str) -> str | None:
     """The ``units`` attribute of a dataset as text, or ``None``."""
     with open_file(path) as f:
@@ -191,9 +295,27 @@ class Hdf5Reader(FrameReader):
         return out
 
     def read(self, start: int, stop: int) -> np.ndarray:
+        try:
+            return self._read(start, stop)
+        except (PtydaskError, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged chunk fails in HDF5, zlib, or any decompressor
+            raise SourceError(
+                f"{self.path}:{self.key}: cannot read frames {start}:{stop}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start,) + self.shape[1:], dtype=self.dtype)
         with h5py.File(self.path, "r") as f:
             dset = f[self.key]
+            if not isinstance(dset, h5py.Dataset) or tuple(dset.shape) != self.dshape:
+                raise SourceError(f"{self.path}:{self.key}: changed since it was opened (now {dset!r})")
+            plan = _fastread.plan_for(dset) if FAST_READ and self.outer is None and len(self.dshape) == 3 else None
+            if plan is not None and stop > start:
+                # compressed whole-frame chunks: raw chunk reads, decoded in a thread pool
+                _fastread.read_frames(dset, plan, start, stop, out,
+                                      lambda a, b, dest: dset.read_direct(dest, source_sel=np.s_[a:b]))
+                return out
             pos = 0
             for lead in self._hyperslabs(start, stop):
                 outer = (slice(self.outer, self.outer + 1),) if self.outer is not None else ()
@@ -206,9 +328,19 @@ class Hdf5Reader(FrameReader):
         return out
 
 
+#: Largest plausible frame (pixels): one frame is the unit every read allocates, so a hostile or
+#: damaged file declaring a bigger one is refused up front (same bound as the .ptyd reader).
+MAX_FRAME_PIXELS = 2**28
+
+
 def frame_layout(shape: tuple[int, ...], outer_index: int | None, where: str) -> None:
     """Check that a dataset shape is a supported frame layout (see module docstring)."""
     ndim = len(shape)
+    if ndim >= 2 and int(shape[-2]) * int(shape[-1]) > MAX_FRAME_PIXELS:
+        raise SourceError(
+            f"{where}: declared frame size {tuple(shape[-2:])} ({int(shape[-2]) * int(shape[-1])} pixels) is implausibly "
+            f"large (more than {MAX_FRAME_PIXELS}); a damaged or hostile file?"
+        )
     if outer_index is not None:
         if ndim < 4:
             raise SourceError(
@@ -227,6 +359,7 @@ def frame_layout(shape: tuple[int, ...], outer_index: int | None, where: str) ->
         )
 
 
+@hdf5_guard
 def hdf5_frames(
     path: str, key: str, *, outer_index: int | None = None, block_bytes: int
 ) -> tuple[da.Array, tuple[int, ...], tuple[int, ...]]:
@@ -245,7 +378,9 @@ def hdf5_frames(
         if dtype.kind not in "biuf":
             raise SourceError(f"{where}: dtype {dtype} is not a real numeric type")
         frame_layout(shape, outer_index, where)
-        if not dset.is_virtual:
+        if dset.is_virtual:
+            check_virtual_sources(dset, path, key)
+        else:
             check_filters(dset, path, key)
     if outer_index is not None and outer_index < 0:
         outer_index += shape[0]

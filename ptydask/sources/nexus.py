@@ -15,7 +15,7 @@ import re
 import h5py
 
 from ..errors import SourceError
-from .hdf5 import _link_target, _members, get_node, open_file
+from .hdf5 import _link_target, _members, get_node, hdf5_guard, open_file
 
 DECTRIS_DATA = re.compile(r"^data_\d{6}$")
 CONVENTIONAL = ("data", "entry/data/data", "entry/instrument/detector/data", "instrument/detector/data", "entry/data")
@@ -35,7 +35,12 @@ def _dectris_links(path: str, group: h5py.Group, prefix: str) -> list[str]:
         if name != f"data_{expected:06d}":
             break
         link = group.get(name, getlink=True)
-        if isinstance(link, h5py.ExternalLink) and not os.path.exists(_link_target(path, link)):
+        if isinstance(link, h5py.ExternalLink) and not os.path.exists(_link_target(group.file.filename, link)):
+            if not keys:  # a series whose very first data file is missing: say so, not "no frames found"
+                raise SourceError(
+                    f"{path}: {prefix + '/' if prefix else ''}{name} is an external link to {link.filename}:{link.path}, "
+                    f"which is missing (DECTRIS data files belong in the master file's folder)"
+                )
             break
         keys.append(f"{prefix}/{name}".lstrip("/"))
     return keys
@@ -69,6 +74,7 @@ def _search(path: str, f: h5py.File, key: str, depth: int) -> list[str]:
     return []
 
 
+@hdf5_guard
 def find_frames(path: str, key: str | None = None) -> list[str]:
     """Dataset keys that hold the frames (several for DECTRIS multi-file data)."""
     with open_file(path) as f:
@@ -90,6 +96,7 @@ def find_frames(path: str, key: str | None = None) -> list[str]:
         return found
 
 
+@hdf5_guard
 def find_pixel_mask(path: str, frames_key: str) -> str | None:
     """Key of the NXmx ``pixel_mask`` of the detector that holds ``frames_key``, if any."""
     with open_file(path) as f:

@@ -57,13 +57,30 @@ def load_small(name: str, value: Any, default_file: str | None, extra: Iterable[
     if is_hdf5_path(path):
         if not key:
             raise ParameterError(f"{name}: 'key' is required to read from the HDF5 file {path}")
-        return np.asarray(hdf5.read_array(path, key, value.get("indices")))
+        return _numbers(name, np.asarray(hdf5.read_array(path, key, value.get("indices"))), f"{path}:{key}")
     if kind_of(path) == "npy" and key is None:
-        arr = np.load(path)
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:  # object arrays are never unpickled
+            raise SourceError(f"{name}: {path}: not a readable .npy file of numbers ({exc})") from None
     else:
         arr = np.asarray(open_source(path, key, block_bytes=2**62).frames.compute())
+    arr = _numbers(name, np.asarray(arr), f"{path}:{key}" if key else path)
     idx = value.get("indices")
     return arr if idx is None else arr[np.asarray(idx)]
+
+
+def _numbers(name: str, arr: np.ndarray, where: str) -> np.ndarray:
+    """``arr`` if it holds real numbers (or bools); a :class:`SourceError` naming ``where`` otherwise."""
+    if arr.dtype.kind not in "biuf":
+        raise SourceError(f"{name}: {where} holds {arr.dtype} values, not numbers")
+    return arr
+
+
+def _dataset_shape(path: str, key: str) -> tuple[int, ...] | None:
+    with hdf5.open_file(path) as f:
+        node = hdf5.get_node(f, key, path)
+        return tuple(node.shape) if isinstance(node, h5py.Dataset) else None
 
 
 def load_frames_like(name: str, value: Any, default_file: str | None, outer_index: int | None,
@@ -83,9 +100,7 @@ def load_frames_like(name: str, value: Any, default_file: str | None, outer_inde
         if not key:
             raise ParameterError(f"{name}: 'key' is required to read from the HDF5 file {path}")
         rpath, rkey = hdf5.resolve_external(path, key)
-        with hdf5.open_file(rpath) as f:
-            node = hdf5.get_node(f, rkey, rpath)
-            shape = tuple(node.shape) if isinstance(node, h5py.Dataset) else None
+        shape = hdf5.hdf5_guard(_dataset_shape)(rpath, rkey)
         if shape is None:
             raise SourceError(f"{name}: {path}: key {key!r} is a group, not a dataset")
         if len(shape) <= 2:

@@ -1,0 +1,255 @@
+"""Fast reads of compressed, chunked HDF5 frames: raw chunks decoded in a thread pool.
+
+HDF5 runs its filter pipeline (gzip, bitshuffle-LZ4, ...) on one thread, under
+a process-wide lock. This module reads the stored bytes of each chunk with
+``read_direct_chunk`` (cheap: a copy) and decodes them in a thread pool with
+decoders that release the GIL: Python's ``zlib`` for deflate, numpy for the
+byte shuffle, and for plugin filters (bitshuffle-LZ4, LZ4, Zstd) the filter
+function of the very plugin HDF5 itself would call (``hdf5plugin``'s library,
+through ctypes), with the dataset's stored filter parameters. The result is
+bit for bit what h5py's ``read_direct`` returns.
+
+Only whole-frame chunks ``(k, H, W)`` of an ``(N, H, W)`` dataset with a
+pipeline made only of those filters take this path (:func:`plan_for`); anything
+else (and any chunk that cannot be read raw, e.g. one never written) is read
+by h5py as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import h5py
+import numpy as np
+
+H5Z_FLAG_REVERSE = 0x0100
+DEFLATE, SHUFFLE = 1, 2
+#: Plugin filters whose decoders are known to be stateless (safe to call from several threads).
+PLUGIN_FILTERS = {32008: "bshuf", 32004: "lz4", 32015: "zstd"}
+
+# H5Z_func_t: size_t (*)(unsigned flags, size_t cd_nelmts, const unsigned cd_values[], size_t nbytes,
+#                         size_t *buf_size, void **buf)
+_H5Z_FUNC = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_uint, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint),
+                             ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_void_p))
+
+
+class _H5ZClass2(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_int), ("id", ctypes.c_int), ("encoder_present", ctypes.c_uint),
+                ("decoder_present", ctypes.c_uint), ("name", ctypes.c_char_p), ("can_apply", ctypes.c_void_p),
+                ("set_local", ctypes.c_void_p), ("filter", ctypes.c_void_p)]
+
+
+_lock = threading.Lock()
+_decoders: Optional[dict[int, Any]] = None
+_libhdf5: Any = None
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_pid: Optional[int] = None
+
+
+def _hdf5() -> Any:
+    """libhdf5 as loaded by h5py (for H5allocate_memory / H5free_memory)."""
+    global _libhdf5
+    if _libhdf5 is None:
+        lib = ctypes.CDLL(h5py.h5z.__file__)
+        lib.H5allocate_memory.restype = ctypes.c_void_p
+        lib.H5allocate_memory.argtypes = [ctypes.c_size_t, ctypes.c_bool]
+        lib.H5free_memory.restype = ctypes.c_int
+        lib.H5free_memory.argtypes = [ctypes.c_void_p]
+        _libhdf5 = lib
+    return _libhdf5
+
+
+def plugin_decoders() -> dict[int, Any]:
+    """Filter id -> the plugin's H5Z filter function, for the stateless plugin filters hdf5plugin provides."""
+    global _decoders
+    with _lock:
+        if _decoders is None:
+            found: dict[int, Any] = {}
+            try:
+                import hdf5plugin  # noqa: F401  (registers the filters)
+                from hdf5plugin._utils import registered_filters
+            except Exception:  # noqa: BLE001 - no hdf5plugin: no plugin decoders
+                registered_filters = {}
+            for _name, (_filename, lib) in list(registered_filters.items()):
+                try:
+                    lib.H5PLget_plugin_info.restype = ctypes.c_void_p
+                    info = _H5ZClass2.from_address(lib.H5PLget_plugin_info())
+                except Exception:  # noqa: BLE001
+                    continue
+                if info.id in PLUGIN_FILTERS and info.decoder_present and info.filter:
+                    found[int(info.id)] = _H5Z_FUNC(info.filter)
+            _decoders = found
+        return _decoders
+
+
+def pool() -> ThreadPoolExecutor:
+    """The process's decoding pool (one thread per CPU), re-made after a fork."""
+    global _pool, _pool_pid
+    with _lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="ptydask-decode")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+@dataclass(frozen=True)
+class Step:
+    """One filter of the pipeline, as decoding needs it."""
+
+    code: int
+    values: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How to decode the chunks of one dataset: frames per chunk, bytes per chunk, filters (write order)."""
+
+    k: int
+    chunk_bytes: int
+    itemsize: int
+    steps: tuple[Step, ...]
+
+
+def plan_for(dset: h5py.Dataset) -> Optional[ChunkPlan]:
+    """A :class:`ChunkPlan` when ``dset`` can be read by raw chunks, else ``None``.
+
+    Needs: 3-D ``(N, H, W)``, chunked with whole frames ``(k, H, W)``, at least one
+    filter, every filter deflate, shuffle or a stateless plugin filter whose
+    decoder hdf5plugin provides; not virtual, not external.
+    """
+    try:
+        if dset.ndim != 3 or dset.chunks is None or dset.is_virtual or dset.external:
+            return None
+        k, ch, cw = dset.chunks
+        if (ch, cw) != dset.shape[1:] or dset.dtype.kind not in "biuf" or dset.dtype.byteorder not in "=|<":
+            return None
+        plist = dset.id.get_create_plist()
+        nfilters = plist.get_nfilters()
+        if nfilters == 0:
+            return None  # uncompressed: h5py reads it at memory speed already
+        decoders = plugin_decoders()
+        steps = []
+        for i in range(nfilters):
+            code, _flags, values, _name = plist.get_filter(i)
+            if code not in (DEFLATE, SHUFFLE) and code not in decoders:
+                return None
+            steps.append(Step(int(code), tuple(int(v) for v in values)))
+    except Exception:  # noqa: BLE001 - anything unusual: let h5py read it
+        return None
+    itemsize = dset.dtype.itemsize
+    return ChunkPlan(int(k), int(k * ch * cw * itemsize), itemsize, tuple(steps))
+
+
+def decode(plan: ChunkPlan, filter_mask: int, raw: bytes, out: np.ndarray) -> None:
+    """Decode one stored chunk into ``out`` (a C-contiguous array of ``plan.chunk_bytes`` bytes)."""
+    data: Any = raw
+    target = out.reshape(-1).view(np.uint8)
+    for i in reversed(range(len(plan.steps))):
+        if filter_mask & (1 << i):
+            continue  # this filter was not applied to this chunk
+        step = plan.steps[i]
+        last = not any(not filter_mask & (1 << j) for j in range(i))
+        if step.code == DEFLATE:
+            data = zlib.decompress(data)
+        elif step.code == SHUFFLE:
+            data = _unshuffle(data, step, plan.itemsize)
+        else:
+            data = _plugin(step, data, target if last else None)
+            if data is None:
+                return  # decoded straight into `out`
+    view = np.frombuffer(data, dtype=np.uint8)
+    if view.size != plan.chunk_bytes:
+        raise ValueError(f"decoded chunk has {view.size} bytes, expected {plan.chunk_bytes}")
+    target[:] = view
+
+
+def _unshuffle(data: Any, step: Step, itemsize: int) -> np.ndarray:
+    size = step.values[0] if step.values else itemsize
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if size <= 1 or buf.size < size:
+        return buf
+    n = buf.size // size
+    out = np.empty(buf.size, dtype=np.uint8)
+    out[: n * size].reshape(n, size)[:] = buf[: n * size].reshape(size, n).T
+    out[n * size :] = buf[n * size :]  # HDF5 leaves a tail of fewer than `size` bytes as it is
+    return out
+
+
+def _plugin(step: Step, data: Any, target: Optional[np.ndarray]) -> Optional[bytes]:
+    """Run the plugin's own H5Z filter function backwards on ``data`` (ctypes releases the GIL).
+
+    With ``target`` (the last filter to undo), the decoded bytes go straight into it
+    and ``None`` is returned; otherwise the decoded bytes are returned.
+    """
+    func = plugin_decoders()[step.code]
+    lib = _hdf5()
+    src = data if isinstance(data, bytes) else np.ascontiguousarray(np.frombuffer(data, dtype=np.uint8))
+    n = len(src) if isinstance(src, bytes) else src.size
+    ptr = lib.H5allocate_memory(max(n, 1), False)
+    if not ptr:
+        raise MemoryError("H5allocate_memory failed")
+    buf = ctypes.c_void_p(ptr)
+    try:
+        ctypes.memmove(ptr, src if isinstance(src, bytes) else src.ctypes.data, n)
+        size = ctypes.c_size_t(n)
+        values = (ctypes.c_uint * max(1, len(step.values)))(*step.values)
+        got = func(H5Z_FLAG_REVERSE, len(step.values), values, n, ctypes.byref(size), ctypes.byref(buf))
+        if got == 0:
+            raise ValueError(f"HDF5 filter {step.code} failed to decode a chunk")
+        if target is None:
+            return ctypes.string_at(buf.value, got)
+        if got != target.size:
+            raise ValueError(f"HDF5 filter {step.code} decoded {got} bytes, expected {target.size}")
+        ctypes.memmove(target.ctypes.data, buf.value, got)
+        return None
+    finally:
+        if buf.value:
+            lib.H5free_memory(buf.value)
+
+
+def read_frames(dset: h5py.Dataset, plan: ChunkPlan, start: int, stop: int, out: np.ndarray,
+                fallback: Callable[[int, int, np.ndarray], None]) -> None:
+    """Frames ``start:stop`` of ``dset`` into ``out`` (``(stop - start, H, W)``), chunks decoded in the pool.
+
+    Raw chunk bytes are read here (HDF5 is serial anyway); decoding runs in the
+    pool while the next chunks are read. ``fallback(a, b, dest)`` reads frames
+    ``a:b`` into ``dest`` through h5py (a chunk that cannot be read raw).
+    """
+    k, n = plan.k, dset.shape[0]
+    futures = []
+    executor = pool()
+    first = (start // k) * k
+    for c0 in range(first, stop, k):
+        c1 = min(c0 + k, n)
+        lo, hi = max(c0, start), min(c1, stop)
+        dest = out[lo - start : hi - start]
+        try:
+            mask, raw = dset.id.read_direct_chunk((c0, 0, 0))
+        except Exception:  # noqa: BLE001 - e.g. a chunk never written (fill value): h5py knows
+            fallback(lo, hi, dest)
+            continue
+        whole = lo == c0 and hi == c0 + k  # the chunk's frames all land in `out`
+        futures.append(executor.submit(_decode_into, plan, mask, raw, dest, whole, lo - c0, hi - c0))
+    errors = []
+    for fut in futures:
+        try:
+            fut.result()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def _decode_into(plan: ChunkPlan, mask: int, raw: bytes, dest: np.ndarray, whole: bool, a: int, b: int) -> None:
+    if whole:
+        decode(plan, mask, raw, dest)
+        return
+    tmp = np.empty((plan.k,) + dest.shape[1:], dtype=dest.dtype)
+    decode(plan, mask, raw, tmp)
+    dest[:] = tmp[a:b]
