@@ -1,5 +1,6 @@
-"""Run benchmarks and write ``benchmarks/RESULTS.md``.
+"""Run benchmarks and write ``benchmarks/RESULTS.md`` (and ``benchmarks/results.png``).
 
+    python -m benchmarks run [--quick]               # end to end, memory, reading, scaling (issue 7)
     python -m benchmarks memory [--sizes 1 2 4 8]   # writer peak memory against scan size
 
 Each case runs in a fresh child process that reports its wall time and peak RSS.
@@ -25,8 +26,34 @@ def _memory(args: argparse.Namespace) -> dict:
     return {"memory": {"save": args.save, "rows": rows}}
 
 
+def _run(args: argparse.Namespace) -> dict:
+    from .run import run
+
+    t0 = time.time()
+    results = run(quick=args.quick)
+    results["minutes"] = (time.time() - t0) / 60
+    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results["machine"] = machine()
+    return {"run_quick" if args.quick else "run": results}  # a smoke run never replaces the full run's results
+
+
 def _write_markdown(results: dict) -> None:
     lines = ["# Benchmark results", "", f"Machine: {results.get('machine', '?')}  ", f"Date: {results.get('date', '?')}", ""]
+    run, png = results.get("run"), "results.png"
+    if run is None and results.get("run_quick"):
+        run, png = results["run_quick"], "results_quick.png"
+    if run:
+        from .report import markdown, plot
+
+        lines += [f"Run of {run['date']} ({run.get('minutes', 0):.0f} min). Plot: `{png}`.", ""]
+        if results.get("run_quick") and run is not results["run_quick"]:
+            q = results["run_quick"]
+            lines += [f"(The latest `--quick` smoke run, {q['date']}, {q.get('minutes', 0):.1f} min, is kept in "
+                      "`results.json` only.)", ""]
+        lines += markdown(run)
+        plot(run, HERE / png)
+        if results.get("run_quick"):
+            plot(results["run_quick"], HERE / "results_quick.png")
     mem = results.get("memory")
     if mem:
         lines += [
@@ -55,13 +82,21 @@ def _write_markdown(results: dict) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
     sub = p.add_subparsers(dest="case", required=True)
+    r = sub.add_parser("run", help="end to end, memory, reading and scaling, side by side (issue 7)")
+    r.add_argument("--quick", action="store_true", help="small scan, one repeat (a smoke test, ~2 min)")
+    r.set_defaults(run=_run)
     m = sub.add_parser("memory", help="writer peak memory against scan size")
     m.add_argument("--sizes", type=float, nargs="+", default=[1, 2, 4, 8], help="GiB of frames per run")
     m.add_argument("--save", default="append")
     m.set_defaults(run=_memory)
     args = p.parse_args()
     results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
-    results.update(args.run(args))
+    new = args.run(args)
+    if "run" in new and results.get("run") and results["run"]["config"].get("frames") == new["run"]["config"].get("frames"):
+        from .report import history_entry  # keep the target ratios of the run being replaced
+
+        new["run"]["history"] = (results["run"].get("history", []) + [history_entry(results["run"])])[-4:]
+    results.update(new)
     results["machine"] = machine()
     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     RESULTS_JSON.write_text(json.dumps(results, indent=1))

@@ -32,9 +32,22 @@ def machine() -> str:
 
     import os
 
+    cpu, mem = "", ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        mem = f", {int(open('/proc/meminfo').readline().split()[1]) / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    extra = ""
+    for name in ("hdf5plugin", "distributed", "mpi4py"):
+        try:
+            extra += f", {name} {__import__(name).__version__}"
+        except Exception:  # noqa: BLE001 - optional
+            pass
     return (
-        f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, numpy {numpy.__version__}, "
-        f"dask {dask.__version__}, h5py {h5py.__version__} (HDF5 {h5py.version.hdf5_version})"
+        f"{platform.node()}: {os.cpu_count()} cores{' (' + cpu + ')' if cpu else ''}{mem}, Python "
+        f"{platform.python_version()}, numpy {numpy.__version__}, dask {dask.__version__}, h5py {h5py.__version__} "
+        f"(HDF5 {h5py.version.hdf5_version}){extra}"
     )
 
 
