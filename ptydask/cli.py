@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
     insp = sub.add_parser("inspect", help="print the tree of a .ptyd file with shapes, dtypes and meta")
     insp.add_argument("file", type=Path)
+    insp.add_argument("--plot", type=Path, metavar="PNG", help="also write a quick-look overview (needs matplotlib)")
     insp.set_defaults(run=_inspect)
     return p
 
@@ -89,6 +90,10 @@ def _inspect(args: argparse.Namespace) -> int:
     from .ptyd.inspect import describe_ptyd
 
     print(describe_ptyd(args.file))
+    if args.plot is not None:
+        from .plots import save_overview
+
+        print(f"wrote {save_overview(args.file, args.plot)}")
     return 0
 
 

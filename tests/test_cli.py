@@ -68,3 +68,10 @@ def test_demo_end_to_end(tmp_path, capsys):
     # second run refuses to overwrite, third run with --overwrite works
     assert main(["demo", str(tmp_path / "out"), "--frames", "60"]) == 2
     assert main(["demo", str(tmp_path / "out"), "--frames", "60", "--overwrite"]) == 0
+
+
+def test_inspect_plot_writes_png(ptypy_fixtures, tmp_path, capsys):
+    out = tmp_path / "overview.png"
+    assert main(["inspect", str(ptypy_fixtures / "case_peak_auto_center_mask.ptyd"), "--plot", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000

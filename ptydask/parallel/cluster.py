@@ -107,7 +107,7 @@ def make_cluster(spec: Mapping[str, Any] | str | os.PathLike) -> Any:
 
         cores = int(spec.get("cores") or 1)
         kw = {"n_workers": int(spec.get("jobs", 1)), "threads_per_worker": cores, "processes": True,
-              "dashboard_address": None}
+              "dashboard_address": ":0"}  # a free port: 8787 may be taken
         if spec.get("memory") is not None:
             kw["memory_limit"] = spec["memory"]
         if spec.get("local_directory"):

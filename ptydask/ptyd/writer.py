@@ -388,14 +388,28 @@ def _jsonable(value: Any) -> Any:
 
 
 def _progress_bar(total: int, progress: bool | None, desc: str, initial: int = 0):
-    if progress is None:
-        import sys
+    """A tqdm bar counting written blocks, or ``None`` (also when tqdm is not installed).
 
-        progress = sys.stderr.isatty()
+    ``progress=None`` shows one only when someone watches: stderr is a terminal,
+    or the code runs in a Jupyter kernel (a widget with ipywidgets, else a text
+    bar, never tqdm's "IProgress not found" warning). Scripts, pipes, batch jobs
+    and CI logs get none.
+    """
+    import sys
+    from importlib.util import find_spec
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if hasattr(ipython, "get_ipython") else None
+    in_kernel = getattr(shell, "kernel", None) is not None
+    if progress is None:
+        progress = in_kernel or bool(sys.stderr is not None and sys.stderr.isatty())
     if not progress:
         return None
     try:
-        from tqdm.auto import tqdm
+        if in_kernel and find_spec("ipywidgets") is not None:
+            from tqdm.notebook import tqdm
+        else:
+            from tqdm import tqdm
     except ImportError:
         return None
     return tqdm(total=total, initial=initial, desc=f"writing {desc}", unit="block")
