@@ -67,7 +67,7 @@ def test_dry_run_plan_names_values_origins_and_writes_nothing(tmp_path: Path, ca
     assert lines["auto_center"].endswith("= null  [default]")
     assert lines["shape"].endswith("= 32 px  [recipe]")
     assert lines["dfile"].endswith(f"= {str(out)!r}  [command line]")
-    assert f"intensities {FIXTURES / 'raw_test.h5'}:entry/data" in text
+    assert f"intensities {(FIXTURES / 'raw_test.h5').resolve()}:entry/data" in text  # paths are shown resolved
     assert "30 of 30 frames of 40x48 uint32" in text
     assert f"{out} (new); save append" in text
 
