@@ -54,7 +54,7 @@ def run_demo(outdir: str | os.PathLike, *, frames: int = 200, save: str = "appen
     info = prepared.attrs["info"]
     masks = info.get("masks", {})
     center = info.get("center")
-    yield (f"3. one pass over all frames: beam centre found at ({center[0]:.2f}, {center[1]:.2f}) px "
+    yield (f"3. reductions over all frames (bad pixels, then the centre without them): beam centre at ({center[0]:.2f}, {center[1]:.2f}) px "
            f"(simulated {sim.beam_center}); bad pixels: "
            + ", ".join(f"{k} {v}" for k, v in masks.items()))
     yield f"4. prepared lazily: {describe(prepared)}"

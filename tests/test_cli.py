@@ -49,7 +49,7 @@ def test_usage_errors_exit_2():
 def test_demo_end_to_end(tmp_path, capsys):
     assert main(["demo", str(tmp_path / "out"), "--frames", "60"]) == 0
     out = capsys.readouterr().out
-    assert "beam centre found at" in out and "wrote" in out
+    assert "beam centre at" in out and "wrote" in out
     scan = ptydask.open_ptyd(tmp_path / "out" / "demo.ptyd")
     assert scan.sizes["frame"] == 60 and scan["data"].shape[1:] == (96, 96)
     info = scan.attrs["info"]
