@@ -348,23 +348,23 @@ def fraction_block(weights: np.ndarray, mask: Array, flat: Array, *, padding: Pa
 
 
 def centres_block(frames: np.ndarray, weights: np.ndarray, mask: Array, flat: Array, dark: Array, divisor: Array,
-                  multiplier: Array, *, padding: Padding, saturation: Optional[float]) -> np.ndarray:
+                  multiplier: Array, *, padding: Padding) -> np.ndarray:
     """Per-frame masked centres of mass (n, 2), (row, col) px of the padded, corrected frames.
 
-    Valid pixels: weights, user mask and flat as in ``valid_weights``; with a
-    ``saturation`` level, also not at or above it (raw counts) in that frame.
+    Valid pixels: weights, user mask and flat as in ``valid_weights`` (automatic
+    masks reach it through the user mask, see ``reductions.measure``).
     """
     n, h, w = frames.shape
     g = group_frames(h * w)
     if n <= g:
-        return mass_centres(*_centres_inputs(frames, weights, mask, flat, dark, divisor, multiplier, padding, saturation))
+        return mass_centres(*_centres_inputs(frames, weights, mask, flat, dark, divisor, multiplier, padding))
     if any(padding):
         parts = (_mass_sums(*_centres_inputs(frames[s:e], _rows(weights, s, e), _rows(mask, s, e), _rows(flat, s, e),
                                              _rows(dark, s, e), _rows(divisor, s, e), _rows(multiplier, s, e),
-                                             padding, saturation))
+                                             padding))
                  for s, e in _groups(n, g))
     else:
-        parts = _mass_sums_unpadded(frames, weights, mask, flat, dark, divisor, multiplier, saturation, g)
+        parts = _mass_sums_unpadded(frames, weights, mask, flat, dark, divisor, multiplier, g)
     sums = None
     for (s, e), part in zip(_groups(n, g), parts):  # a few frames at a time: the same per-frame sums
         if sums is None:
@@ -378,7 +378,7 @@ def _groups(n: int, g: int) -> list[tuple[int, int]]:
     return [(s, min(n, s + g)) for s in range(0, n, g)]
 
 
-def _mass_sums_unpadded(frames, weights, mask, flat, dark, divisor, multiplier, saturation, g):
+def _mass_sums_unpadded(frames, weights, mask, flat, dark, divisor, multiplier, g):
     """``_mass_sums`` of ``_centres_inputs`` group by group, in one reused float64 buffer.
 
     The same ufuncs on the same values as ``correct`` and ``mass_centres`` (in place
@@ -408,18 +408,16 @@ def _mass_sums_unpadded(frames, weights, mask, flat, dark, divisor, multiplier, 
                 np.divide(b, _rows(divisor, s, e), out=b)
                 np.multiply(b, _rows(multiplier, s, e), out=b)
         if base is not None:
-            valid = base if saturation is None else base & ~(raw >= saturation)
+            valid = base
         else:
-            saturated = None if saturation is None else raw >= saturation
-            valid = valid_weights(_rows(weights, s, e), _rows(mask, s, e), _rows(flat, s, e), saturated, zero) > 0
+            valid = valid_weights(_rows(weights, s, e), _rows(mask, s, e), _rows(flat, s, e), None, zero) > 0
         np.multiply(b, valid, out=b)
         yield b.sum(axis=(1, 2)), b.sum(axis=2), b.sum(axis=1)
 
 
 def _centres_inputs(frames: np.ndarray, weights: np.ndarray, mask: Array, flat: Array, dark: Array, divisor: Array,
-                    multiplier: Array, padding: Padding, saturation: Optional[float]) -> tuple[np.ndarray, np.ndarray]:
+                    multiplier: Array, padding: Padding) -> tuple[np.ndarray, np.ndarray]:
     """Corrected, padded frames and their valid pixels (bool), as ``mass_centres`` takes them."""
     data = corrected_frames(frames, dark, flat, divisor, multiplier, padding)
-    saturated = None if saturation is None else frames >= saturation
-    valid = valid_weights(weights, mask, flat, saturated, padding) > 0
+    valid = valid_weights(weights, mask, flat, None, padding) > 0
     return data, valid

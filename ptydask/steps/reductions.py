@@ -59,13 +59,11 @@ def _per_block(func: Any, *args: Any, nblocks: int, tail: tuple, **kw: Any) -> d
     )
 
 
-def centres(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int, int],
-            saturation: Optional[float]) -> da.Array:
-    """Lazy (n, 2) per-frame masked centres of mass (row, col) px of the padded, corrected frames;
-    pixels at or above ``saturation`` (raw counts) in a frame do not count in that frame."""
+def centres(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int, int]) -> da.Array:
+    """Lazy (n, 2) per-frame masked centres of mass (row, col) px of the padded, corrected frames."""
     return da.map_blocks(
         kernels.centres_block, frames, inputs.weights, inputs.mask, inputs.flat, inputs.dark,
-        inputs.divisor, inputs.multiplier, padding=padding, saturation=saturation,
+        inputs.divisor, inputs.multiplier, padding=padding,
         chunks=(frames.chunks[0], (2,)), drop_axis=2, dtype=np.float64,
     )
 
@@ -108,7 +106,7 @@ def measure(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, i
     lazy: dict[str, Any] = dict(extra)
     nb = len(frames.chunks[0])
     if need_center:
-        lazy["centres"] = centres(frames, inputs, padding, masks.saturation)
+        lazy["centres"] = centres(frames, inputs, padding)
     if masks.saturation is not None or masks.dead:
         lazy["max"] = _per_block(kernels.pixel_max, frames, nblocks=nb, tail=frames.shape[1:]).max(axis=0)
     if masks.hot is not None:
