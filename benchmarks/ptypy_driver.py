@@ -91,15 +91,20 @@ def run_prepare(raw: str, out: str, frames_per_call: int, num_frames: int | None
     if num_frames is not None:
         pars.num_frames = num_frames
     scan = BenchScan(pars)
+    count = _run_to_end(scan, frames_per_call)
+    scan.h5.close()
+    return count
+
+
+def _run_to_end(scan, frames_per_call: int) -> int:
+    """``initialize()`` a ptypy scan, then ``auto(frames_per_call)`` until ``EOS``/``WAIT``; frames served."""
     scan.initialize()
     count = 0
     while True:
         msg = scan.auto(frames_per_call)
         if msg == scan.EOS or msg == scan.WAIT:
-            break
+            return count
         count += len(msg["iterable"])
-    scan.h5.close()
-    return count
 
 
 def run_read(path: str, frames_per_call: int) -> tuple[int, float]:
@@ -153,12 +158,6 @@ def run_copy(path: str, out: str, frames_per_call: int) -> int:
     pars.energy = PARAMS["energy"]
     pars.distance = PARAMS["distance"]
     scan = CopyScan(pars)
-    scan.initialize()
-    count = 0
-    while True:
-        msg = scan.auto(frames_per_call)
-        if msg == scan.EOS or msg == scan.WAIT:
-            break
-        count += len(msg["iterable"])
+    count = _run_to_end(scan, frames_per_call)
     src.close()
     return count
