@@ -39,9 +39,9 @@ from .. import __name__ as _pkg
 from ..blocks import active_client, block_ranges, iter_blocks
 from ..errors import GeometryError, OutputError, OutputExistsError, ParameterError, ScanError
 from ..scan import meta_of, validate_scan
-from .layout import INCOMPLETE, BlockWriter, finalize, remove, tmp_name
+from .layout import BlockWriter, finalize, remove, tmp_name
 
-__all__ = ["to_ptyd", "SAVE_MODES", "INCOMPLETE", "COMPLETE_ATTR", "FINGERPRINT_ATTR"]
+__all__ = ["to_ptyd", "SAVE_MODES", "COMPLETE_ATTR", "FINGERPRINT_ATTR"]
 
 SAVE_MODES = ("append", "link", "merge")
 #: Root attribute of an ``.incomplete`` append file: the plan's fingerprint (JSON).
