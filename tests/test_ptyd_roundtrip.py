@@ -122,3 +122,26 @@ def test_overwrite_replaces_and_removes_stale_parts(tmp_path):
     ptydask.to_ptyd(b, tmp_path / "s.ptyd", save="link", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.ptyd", "s.ptyd.chunk00", "s.ptyd.chunk01"]
     np.testing.assert_array_equal(ptydask.open_ptyd(tmp_path / "s.ptyd")["data"].values, np.zeros((4, 4, 4)))
+
+
+@pytest.mark.parametrize("compression", ["gzip", None])
+def test_short_group_chunks_hold_exactly_their_frames(tmp_path, compression):
+    """A chunk group with fewer frames than frames_per_hdf5_chunk gets HDF5 chunks of its own
+    length, and every stored chunk (data and weights) holds exactly one chunk's bytes."""
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 99, (5, 4, 6)).astype(np.uint16)
+    scan = ptydask.from_arrays(frames, rng.random((5, 2)) * 1e-6, energy=6.2, distance=3.0, psize=5.5e-5,
+                               center=(2, 3), chunks=2)
+    path = tmp_path / "short.ptyd"
+    ptydask.to_ptyd(scan, path, frames_per_hdf5_chunk=4, compression=compression)
+    with h5py.File(path, "r") as f:
+        for name in f["chunks"]:
+            for key in ("data", "weights"):
+                ds = f["chunks"][name][key]
+                sizes = []
+                ds.id.chunk_iter(lambda c, sizes=sizes: sizes.append(c.size))
+                if compression is None:
+                    assert sizes == [ds.chunks[0] * 4 * 6 * ds.dtype.itemsize] * len(sizes)
+        np.testing.assert_array_equal(np.concatenate([f["chunks"][n]["data"][()] for n in sorted(f["chunks"], key=int)]),
+                                      frames)
+    np.testing.assert_array_equal(ptydask.open_ptyd(path)["data"].values, frames)

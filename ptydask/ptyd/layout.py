@@ -66,7 +66,7 @@ class BlockWriter:
         self.weights2d = weights2d
         self.k, self.compression, self.level, self.shuffle = int(k), compression, int(level), bool(shuffle)
         self.meta, self.info = meta, info
-        self._weights2d_chunk: bytes | None = None
+        self._weights2d_chunk: tuple[int, bytes] | None = None  # (frames per chunk, stored bytes)
 
     @property
     def per_frame_weights(self) -> bool:
@@ -130,17 +130,19 @@ class BlockWriter:
         starts or ends inside an HDF5 chunk (then HDF5's filters store them, so that a padded chunk
         never overwrites a neighbour's frames)."""
         n = int(arrays[0].shape[0])
-        aligned = offset % self.k == 0 and (n % self.k == 0 or offset + n == group_frames)
+        k = min(self.k, group_frames)  # frames per HDF5 chunk of this group's datasets
+        aligned = offset % k == 0 and (n % k == 0 or offset + n == group_frames)
         names = ["data"] + (["weights"] if self.per_frame_weights else [])
         out: dict[str, Any] = {"n": n}
         for name, arr in zip(names, arrays):
             arr = np.ascontiguousarray(arr)
-            out[name] = self.encode(arr) if aligned else arr
+            # uncompressed frames go to HDF5 as they are (one write per block, no copy)
+            out[name] = self.encode(arr, k) if aligned and self.compression is not None else arr
         return out
 
-    def encode(self, arr: np.ndarray) -> list[bytes]:
-        """Whole-frame HDF5 chunks of ``arr`` (n, H, W) as the bytes the filter pipeline would store."""
-        k = self.k
+    def encode(self, arr: np.ndarray, k: int) -> list[bytes]:
+        """Whole HDF5 chunks of ``k`` frames of ``arr`` (n, H, W) as the bytes the filter pipeline would store
+        (the last one padded with zero frames)."""
         pieces = []
         for s in range(0, arr.shape[0], k):
             piece = arr[s : s + k]
@@ -166,27 +168,30 @@ class BlockWriter:
 
     def _write_frames(self, ds: h5py.Dataset, offset: int, n: int, payload: Any) -> None:
         if isinstance(payload, np.ndarray):
-            ds[offset : offset + n] = payload
+            ds.write_direct(np.ascontiguousarray(payload), dest_sel=np.s_[offset : offset + n])
             return
+        k = ds.chunks[0]
         for j, chunk in enumerate(payload):
-            ds.id.write_direct_chunk((offset + j * self.k, 0, 0), chunk, filter_mask=0)
+            ds.id.write_direct_chunk((offset + j * k, 0, 0), chunk, filter_mask=0)
 
     def _write_constant_weights(self, ds: h5py.Dataset, offset: int, n: int) -> None:
-        k, w2 = self.k, self.weights2d
+        k, w2 = ds.chunks[0], self.weights2d
         if offset % k:
             ds[offset : offset + n] = np.broadcast_to(w2, (n,) + w2.shape)
             return
-        if self._weights2d_chunk is None:  # every full chunk holds the same bytes: compress once
-            self._weights2d_chunk = self.encode(np.ascontiguousarray(np.broadcast_to(w2, (k,) + w2.shape)))[0]
+        if self._weights2d_chunk is None or self._weights2d_chunk[0] != k:  # every full chunk: the same bytes
+            whole = np.ascontiguousarray(np.broadcast_to(w2, (k,) + w2.shape))
+            self._weights2d_chunk = (k, self.encode(whole, k)[0])
         full = n // k
         for j in range(full):
-            ds.id.write_direct_chunk((offset + j * k, 0, 0), self._weights2d_chunk, filter_mask=0)
+            ds.id.write_direct_chunk((offset + j * k, 0, 0), self._weights2d_chunk[1], filter_mask=0)
         if n % k:
             rest = np.broadcast_to(w2, (n % k,) + w2.shape)
             if offset + n != ds.shape[0]:  # a padded chunk would overwrite the next block's frames (merge mode)
                 ds[offset + full * k : offset + n] = rest
                 return
-            ds.id.write_direct_chunk((offset + full * k, 0, 0), self.encode(np.ascontiguousarray(rest))[0], filter_mask=0)
+            ds.id.write_direct_chunk((offset + full * k, 0, 0), self.encode(np.ascontiguousarray(rest), k)[0],
+                                     filter_mask=0)
 
 
 def finalize(writer: BlockWriter, files: list[Path], overwrite: bool, parts: int | None) -> None:
