@@ -59,8 +59,9 @@ def iter_blocks(
     once). ``result`` is the tuple of numpy blocks, or ``post(i, blocks)`` when
     ``post`` is given; ``post`` runs in the worker (e.g. to compress a block
     off the main thread). ``blocks`` selects which block indices to compute
-    (default: all). At most ``max_in_flight`` blocks (default: CPU count) are
-    computed or waiting at any time.
+    (default: all). At most ``max_in_flight`` blocks (default: CPU count + 1, so that
+    every CPU computes while the consumer takes a result) are computed, waiting
+    or being consumed at any time.
     """
     if not arrays:
         return
@@ -84,7 +85,7 @@ def iter_blocks(
     if client is not None:
         yield from _iter_distributed(client, graph, todo, keys_of, max_in_flight, post)
         return
-    workers = max_in_flight or os.cpu_count() or 1
+    workers = max_in_flight or (os.cpu_count() or 1) + 1
 
     def run(i: int) -> Any:
         keys = keys_of(i)
@@ -99,19 +100,23 @@ def _bounded(todo: list[int], workers: int, run: Callable[[int], Any]) -> Iterat
     pending: dict[Future, int] = {}
     queue = iter(todo)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ptydask-block") as pool:
+        def fill(held: int) -> None:
+            """Submit blocks while fewer than ``workers`` are computing or held by the consumer."""
+            while len(pending) + held < workers:
+                nxt = next(queue, None)
+                if nxt is None:
+                    return
+                pending[pool.submit(run, nxt)] = nxt
+
         try:
-            for i in queue:
-                pending[pool.submit(run, i)] = i
-                if len(pending) >= workers:
-                    break
+            fill(0)
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    i = pending.pop(fut)
+                finished = [(pending.pop(fut), fut) for fut in done]
+                for k, (i, fut) in enumerate(finished):
+                    fill(len(finished) - k)  # the workers go on while the consumer takes this result
                     yield i, fut.result()
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        pending[pool.submit(run, nxt)] = nxt
+                    fill(len(finished) - k - 1)
         finally:
             for fut in pending:
                 fut.cancel()
