@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 
 from ..errors import GeometryError
-from . import kernels
+from . import compiled, kernels
 from .geometry import Orientation, Window
 from .inputs import Inputs
 
@@ -68,6 +68,27 @@ def centres(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int, int]
     )
 
 
+def pixel_stats(frames: da.Array, split_every: int = 8) -> Any:
+    """Lazy (``dask.delayed``) (2, H, W) float64: per-pixel maximum and sum over all frames.
+
+    One compiled pass per block, folded in a tree of ``split_every`` partials at a time
+    (in place, without concatenating the partials as a Dask reduction would).
+    """
+    parts = [dask.delayed(compiled.pixel_stats)(block) for block in frames.to_delayed().ravel()]
+    while len(parts) > 1:
+        parts = [dask.delayed(_fold_stats)(parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
+def _fold_stats(parts: list[np.ndarray]) -> np.ndarray:
+    """Combine (2, H, W) partials of ``compiled.pixel_stats``: maximum (NaN propagates) and sum, in order."""
+    out = parts[0].copy()
+    for p in parts[1:]:
+        np.maximum(out[0], p[0], out=out[0])
+        np.add(out[1], p[1], out=out[1])
+    return out
+
+
 def max_fraction(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int, int], window: Window,
                  orientation: Orientation, rebin: int) -> da.Array:
     """Lazy scalar: the largest valid fraction of any super-pixel over all frames (per-frame weights)."""
@@ -107,15 +128,20 @@ def measure(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, i
     nb = len(frames.chunks[0])
     if need_center:
         lazy["centres"] = centres(frames, inputs, padding)
-    if masks.saturation is not None or masks.dead:
-        lazy["max"] = _per_block(kernels.pixel_max, frames, nblocks=nb, tail=frames.shape[1:]).max(axis=0)
-    if masks.hot is not None:
-        lazy["sum"] = _per_block(kernels.pixel_sum, frames, nblocks=nb, tail=frames.shape[1:]).sum(axis=0)
-        lazy["valid"] = base_valid(inputs)
+    if masks.any():
+        lazy["stats"] = pixel_stats(frames)
+        if masks.hot is not None:
+            lazy["valid"] = base_valid(inputs)
     if fraction is not None:
         lazy["fraction"] = max_fraction(frames, inputs, padding, *fraction)
     keys = list(lazy)
     values = dict(zip(keys, dask.compute(*(lazy[k] for k in keys)))) if keys else {}
+    if "stats" in values:
+        stats = values.pop("stats")
+        if masks.saturation is not None or masks.dead:
+            values["max"] = stats[0]
+        if masks.hot is not None:
+            values["sum"] = stats[1]
     if combine is not None:
         values = combine(values)
 
