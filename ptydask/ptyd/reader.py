@@ -24,6 +24,8 @@ import xarray as xr
 
 from ..errors import FormatError, PtydaskError, ScanError
 from ..scan import from_arrays
+from ..h5heap import heap_problem
+from ..sources import _fastread
 from .h5rw import UNSAFE_TAGS, read_value, tag_of
 
 #: Target size of one Dask block when a chunk group is large, bytes.
@@ -60,11 +62,42 @@ class _LazyFrames:
                 ds = f[self.dataset]
                 if ds.shape != self.shape or ds.dtype != self.dtype:
                     raise FormatError(f"{self.path}:{self.dataset}: changed since it was opened ({ds.shape} {ds.dtype})")
-                return np.asarray(ds[key])
+                frames = _frame_range(key, self.shape)
+                if frames is None:
+                    return np.asarray(ds[key])
+                return _read_frames(ds, *frames)
         except PtydaskError:
             raise
         except Exception as exc:  # any HDF5 failure while decoding the file means a damaged file
             raise FormatError(f"{self.path}:{self.dataset}: cannot read frames {key}: {type(exc).__name__}: {exc}") from exc
+
+
+def _frame_range(key: Any, shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """(start, stop) when ``key`` selects whole frames ``start:stop`` (step 1) of a 3-D dataset."""
+    if len(shape) != 3 or not isinstance(key, tuple) or len(key) != 3:
+        return None
+    first, rows, cols = key
+    if not isinstance(first, slice) or any(not isinstance(k, slice) or k != slice(None) and
+                                           k.indices(n) != (0, n, 1) for k, n in ((rows, shape[1]), (cols, shape[2]))):
+        return None
+    start, stop, step = first.indices(shape[0])
+    return (start, stop) if step == 1 and stop > start else None
+
+
+def _read_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:
+    """Frames ``start:stop``: unfiltered storage by plain parallel file reads, compressed whole-frame
+    chunks decoded in the thread pool (both bit for bit h5py's values), anything else by h5py."""
+    out = np.empty((stop - start,) + ds.shape[1:], dtype=ds.dtype)
+    stored = _fastread.stored_runs(ds)
+    if stored is not None:
+        _fastread.read_stored(ds.file.filename, stored, start, stop, out)
+        return out
+    plan = _fastread.plan_for(ds)
+    if plan is not None:
+        _fastread.read_frames(ds, plan, start, stop, out, lambda a, b, dest: ds.read_direct(dest, source_sel=np.s_[a:b]))
+        return out
+    ds.read_direct(out, source_sel=np.s_[start:stop])
+    return out
 
 
 def open_ptyd(path: str | os.PathLike, *, allow_external_links: bool = False) -> xr.Dataset:
@@ -97,6 +130,7 @@ def _read(f: h5py.File, path: Path, allow_external: bool) -> xr.Dataset:
     for group in ("meta", "chunks"):
         if group not in f or not isinstance(f[group], h5py.Group):
             raise FormatError(f"{path}: not a .ptyd file: no '{group}/' group (found: {', '.join(sorted(f)) or 'nothing'})")
+    _check_heaps(f, path)
     meta = _read_meta(f["meta"], path)
     chunks = _chunk_infos(f, path, allow_external)
     frame_shape = _frame_shape(chunks, meta, path)
@@ -214,6 +248,13 @@ def _safe_link(link: h5py.ExternalLink, path: Path, name: str, allow: bool) -> N
         )
 
 
+def _check_heaps(f: h5py.File, path: Path) -> None:
+    """Refuse a file whose string storage would hang HDF5 (see ``ptydask.h5heap``)."""
+    problem = heap_problem(f)
+    if problem:
+        raise FormatError(f"{path}: {problem}" if f.filename != str(path) else problem)
+
+
 def _chunk_infos(f: h5py.File, path: Path, allow_external: bool) -> list[_ChunkInfo]:
     group = f["chunks"]
     names = []
@@ -233,6 +274,8 @@ def _chunk_infos(f: h5py.File, path: Path, allow_external: bool) -> list[_ChunkI
             continue
         if not isinstance(grp, h5py.Group):
             raise FormatError(f"{path}: chunks/{name} is not a group")
+        if isinstance(link, h5py.ExternalLink):
+            _check_heaps(grp.file, path)
         _refuse_unsafe(grp, path, f"chunks/{name}")
         for ds_name in ("data", "weights"):
             if ds_name in grp:

@@ -13,6 +13,11 @@ Only whole-frame chunks ``(k, H, W)`` of an ``(N, H, W)`` dataset with a
 pipeline made only of those filters take this path (:func:`plan_for`); anything
 else (and any chunk that cannot be read raw, e.g. one never written) is read
 by h5py as before.
+
+Uncompressed ``(N, H, W)`` datasets, contiguous or in whole-frame chunks
+(:func:`stored_runs`), are read with ``os.preadv`` at their stored file offsets,
+in pieces on the same pool: HDF5 would copy them on one thread under its lock,
+serialising every reader (and the writer of the output) of the process.
 """
 
 from __future__ import annotations
@@ -146,6 +151,97 @@ def plan_for(dset: h5py.Dataset) -> Optional[ChunkPlan]:
     return ChunkPlan(int(k), int(k * ch * cw * itemsize), itemsize, tuple(steps))
 
 
+@dataclass(frozen=True)
+class StoredRuns:
+    """Where the frames of an unfiltered dataset lie in its file: ``runs`` of (first frame, frames,
+    file offset) stored back to back, ``frame_bytes`` per frame."""
+
+    runs: tuple[tuple[int, int, int], ...]
+    frame_bytes: int
+
+
+def stored_runs(dset: h5py.Dataset) -> Optional[StoredRuns]:
+    """:class:`StoredRuns` of a 3-D dataset without filters, contiguous or in whole-frame chunks
+    ``(k, H, W)`` that are all written, stored in its own file (not virtual, not external), in native
+    byte order; else ``None`` (h5py reads it)."""
+    try:
+        if dset.ndim != 3 or dset.is_virtual or dset.external:
+            return None
+        if dset.dtype.kind not in "biuf" or dset.dtype.byteorder not in "=|<":
+            return None
+        if dset.id.get_create_plist().get_nfilters():
+            return None
+        n, h, w = dset.shape
+        frame_bytes = int(h * w * dset.dtype.itemsize)
+        if dset.chunks is None:
+            offset = dset.id.get_offset()
+            if offset is None or dset.id.get_storage_size() < frame_bytes * n:
+                return None  # never written: the fill value, which h5py supplies
+            return StoredRuns(((0, n, int(offset)),), frame_bytes)
+        k, ch, cw = dset.chunks
+        if (ch, cw) != (h, w):
+            return None
+        found: list[tuple[int, int, int]] = []
+        dset.id.chunk_iter(lambda c: found.append((int(c.chunk_offset[0]), int(c.byte_offset), int(c.size))))
+        if len(found) != -(-n // k) or any(size != k * frame_bytes for _, _, size in found):
+            return None  # a chunk never written (fill value) or stored differently: h5py knows
+        runs: list[list[int]] = []
+        for first, offset, _size in sorted(found):
+            count = min(k, n - first)
+            last = runs[-1] if runs else None
+            if last is not None and last[0] + last[1] == first and last[2] + last[1] * frame_bytes == offset:
+                last[1] += count
+            else:
+                runs.append([first, count, offset])
+        return StoredRuns(tuple((a, b, c) for a, b, c in runs), frame_bytes)
+    except Exception:  # noqa: BLE001 - anything unusual: let h5py read it
+        return None
+
+
+#: Bytes per ``preadv`` call of a raw read (pieces run in parallel on the pool).
+PIECE_BYTES = 8 * 2**20
+#: Reads of fewer bytes than this decode in the calling thread (the pool pays off on larger ones).
+INLINE_BYTES = 2**20
+
+
+def read_stored(path: str, plan: StoredRuns, start: int, stop: int, out: np.ndarray) -> None:
+    """Frames ``start:stop`` of an unfiltered dataset of the file ``path`` into ``out`` (C-contiguous),
+    by plain file reads at the stored offsets, in pieces on the pool (outside HDF5 and the GIL)."""
+    target = out.reshape(-1).view(np.uint8)
+    fb = plan.frame_bytes
+    if target.size != (stop - start) * fb:
+        raise ValueError(f"read_stored: buffer of {target.size} bytes for {(stop - start) * fb}")
+    pieces = []  # (file offset, first byte in target, bytes)
+    for first, count, offset in plan.runs:
+        lo, hi = max(first, start), min(first + count, stop)
+        if lo >= hi:
+            continue
+        src, dst, size = offset + (lo - first) * fb, (lo - start) * fb, (hi - lo) * fb
+        for pos in range(0, size, PIECE_BYTES):
+            pieces.append((src + pos, dst + pos, min(PIECE_BYTES, size - pos)))
+    if sum(p[2] for p in pieces) != target.size:
+        raise ValueError(f"{path}: frames {start}:{stop} are not all stored")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        def piece(src: int, dst: int, size: int) -> None:
+            done = 0
+            while done < size:  # preadv may return fewer bytes than asked
+                got = os.preadv(fd, [target[dst + done : dst + size]], src + done)
+                if got <= 0:
+                    raise OSError(f"{path}: the file ends inside the dataset (offset {src + done})")
+                done += got
+
+        if len(pieces) == 1:  # one piece: no hand-over to the pool
+            piece(*pieces[0])
+            return
+        futures = [pool().submit(piece, *p) for p in pieces]
+        for exc in [f.exception() for f in futures]:
+            if exc is not None:
+                raise exc
+    finally:
+        os.close(fd)
+
+
 def decode(plan: ChunkPlan, filter_mask: int, raw: bytes, out: np.ndarray) -> None:
     """Decode one stored chunk into ``out`` (a C-contiguous array of ``plan.chunk_bytes`` bytes)."""
     data: Any = raw
@@ -223,7 +319,7 @@ def read_frames(dset: h5py.Dataset, plan: ChunkPlan, start: int, stop: int, out:
     """
     k, n = plan.k, dset.shape[0]
     futures = []
-    executor = pool()
+    executor = pool() if out.nbytes >= INLINE_BYTES else None  # small reads: decoded right here
     first = (start // k) * k
     for c0 in range(first, stop, k):
         c1 = min(c0 + k, n)
@@ -235,7 +331,10 @@ def read_frames(dset: h5py.Dataset, plan: ChunkPlan, start: int, stop: int, out:
             fallback(lo, hi, dest)
             continue
         whole = lo == c0 and hi == c0 + k  # the chunk's frames all land in `out`
-        futures.append(executor.submit(_decode_into, plan, mask, raw, dest, whole, lo - c0, hi - c0))
+        if executor is None:
+            _decode_into(plan, mask, raw, dest, whole, lo - c0, hi - c0)
+        else:
+            futures.append(executor.submit(_decode_into, plan, mask, raw, dest, whole, lo - c0, hi - c0))
     errors = []
     for fut in futures:
         try:

@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from ..errors import PtydaskError, SourceError
+from ..h5heap import heap_problem
 from . import _fastread
 from ._lazy import FrameReader, as_dask, frames_per_block, split
 
@@ -123,9 +124,14 @@ def open_file(path: str) -> h5py.File:
     if not os.path.exists(path):
         raise SourceError(f"{path}: no such file")
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except OSError as exc:
         raise SourceError(f"{path}: cannot be opened as HDF5 ({exc})") from None
+    problem = heap_problem(f)
+    if problem:
+        f.close()
+        raise SourceError(problem)
+    return f
 
 
 def _members(group: h5py.Group) -> str:
@@ -315,6 +321,11 @@ class Hdf5Reader(FrameReader):
                 # compressed whole-frame chunks: raw chunk reads, decoded in a thread pool
                 _fastread.read_frames(dset, plan, start, stop, out,
                                       lambda a, b, dest: dset.read_direct(dest, source_sel=np.s_[a:b]))
+                return out
+            stored = _fastread.stored_runs(dset) if FAST_READ and self.outer is None and stop > start else None
+            if stored is not None:
+                # uncompressed frames: plain file reads at their offsets, in parallel, outside HDF5's lock
+                _fastread.read_stored(dset.file.filename, stored, start, stop, out)
                 return out
             pos = 0
             for lead in self._hyperslabs(start, stop):
