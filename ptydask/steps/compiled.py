@@ -146,16 +146,81 @@ def mass_centres(frames: np.ndarray, valid: np.ndarray, dark=None, flat=None) ->
     Corrected as in ``kernels.correct`` (dark clipped at 0, / flat; monitor factors do not move a centre);
     flat pixels that cannot divide count as invalid. A frame without masked intensity gives NaN.
     """
+    d = _NONE_2D if dark is None else np.ascontiguousarray(dark, dtype=np.float64)
+    sums = np.empty((frames.shape[0], 3), dtype=np.float64)
+    _mass_sums(frames, dark is not None, d, _gain(valid, flat), sums)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack([sums[:, 1] / sums[:, 0], sums[:, 2] / sums[:, 0]], axis=1)
+
+
+@numba.njit(**_JIT, fastmath={"reassoc", "contract", "arcp"})
+def _stats_and_sums(frames, has_dark, dark, gain, rows, cols, peak, total, out):  # pragma: no cover - compiled
+    """One pass: per-pixel maximum and sum into ``peak``/``total`` (exact, in frame order), and per frame
+    ``out[f, :3]`` = total, row and column moments of ``max(x - dark, 0) * gain`` (or ``x * gain``) and
+    ``out[f, 3 + k]`` = that value at pixel ``(rows[k], cols[k])``."""
+    n, h, w = frames.shape
+    for f in range(n):
+        s0 = 0.0
+        sr = 0.0
+        sc = 0.0
+        for i in range(h):
+            rs = 0.0
+            cs = 0.0
+            src = frames[f, i]
+            g = gain[i]
+            d = dark[i if has_dark else 0]
+            top = peak[i]
+            acc = total[i]
+            for j in range(w):
+                x = np.float64(src[j])
+                if f == 0 or x > top[j] or x != x:
+                    top[j] = x
+                acc[j] += x
+                v = max(x - d[j], 0.0) if has_dark else x
+                v = v * g[j]
+                rs += v
+                cs += v * j
+            s0 += rs
+            sr += rs * i
+            sc += cs
+        out[f, 0] = s0
+        out[f, 1] = sr
+        out[f, 2] = sc
+        for k in range(rows.size):
+            x = np.float64(frames[f, rows[k], cols[k]])
+            v = max(x - dark[rows[k], cols[k]], 0.0) if has_dark else x
+            out[f, 3 + k] = v * gain[rows[k], cols[k]]
+
+
+def stats_and_sums(frames: np.ndarray, valid: np.ndarray, dark, flat, candidates: np.ndarray) -> tuple:
+    """Per-pixel statistics and per-frame centre sums of a block in one pass over its frames.
+
+    Returns ``(stats, sums)``: ``stats`` (2, H, W) as :func:`pixel_stats`; ``sums`` (n, 3 + K): per frame the
+    total, row moment and column moment of the corrected frame on ``valid`` pixels (as in
+    :func:`mass_centres`), then the corrected value of each of the K ``candidates`` (flat pixel
+    indices), 0 where not valid -- so that a pixel found bad later can be taken out of the sums.
+    """
+    n, h, w = frames.shape
+    stats = np.zeros((2, h, w), dtype=np.float64)
+    sums = np.empty((n, 3 + candidates.size), dtype=np.float64)
+    if n == 0:
+        stats[0] = -np.inf
+        return stats, sums
+    gain = _gain(valid, flat)
+    d = _NONE_2D if dark is None else np.ascontiguousarray(dark, dtype=np.float64)
+    rows, cols = np.divmod(np.asarray(candidates, dtype=np.int64), w)
+    _stats_and_sums(frames, dark is not None, d, gain, rows, cols, stats[0], stats[1], sums)
+    return stats, sums
+
+
+def _gain(valid: np.ndarray, flat) -> np.ndarray:
+    """``valid / flat`` (0 where not valid or the flat cannot divide), float64 (H, W)."""
     gain = valid.astype(np.float64)
     if flat is not None:
         f = np.asarray(flat, dtype=np.float64)
         ok = np.isfinite(f) & (f != 0)
         gain = np.divide(gain, f, out=np.zeros_like(gain), where=ok)
-    d = _NONE_2D if dark is None else np.ascontiguousarray(dark, dtype=np.float64)
-    sums = np.empty((frames.shape[0], 3), dtype=np.float64)
-    _mass_sums(frames, dark is not None, d, np.ascontiguousarray(gain), sums)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.stack([sums[:, 1] / sums[:, 0], sums[:, 2] / sums[:, 0]], axis=1)
+    return np.ascontiguousarray(gain)
 
 
 @numba.njit(**_JIT)

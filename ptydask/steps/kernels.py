@@ -241,13 +241,13 @@ def brightest_neighbour(image: np.ndarray) -> np.ndarray:
     return np.max(np.stack(shifted), axis=0)
 
 
-def hot_pixels(total: np.ndarray, population: np.ndarray, sigma: float) -> np.ndarray:
+def hot_pixels(total: np.ndarray, population: np.ndarray, sigma: float, factor: float = 2.0) -> np.ndarray:
     """Isolated spikes in the summed counts: hot pixels, bool (H, W).
 
     ``S`` = per-pixel sum over all frames (counts, clipped at 0; pixels outside
     ``population`` count as 0), ``B`` = the brightest of a pixel's 8 neighbours.
     Hot where ``S - B > sigma * sqrt(B + 1)`` (more than ``sigma`` Poisson
-    deviations above the brightest neighbour) and ``S > 2 B``. Any real
+    deviations above the brightest neighbour) and ``S > factor * B`` (2). Any real
     feature of a diffraction pattern, however sharp (the rim of a bright-field
     disk, a Bragg peak spread over a few pixels), has a neighbour about as
     bright as itself; a hot pixel has none.
@@ -255,7 +255,7 @@ def hot_pixels(total: np.ndarray, population: np.ndarray, sigma: float) -> np.nd
     counts = np.where(population, np.maximum(total, 0.0), 0.0).astype(np.float64)
     brightest = brightest_neighbour(counts)
     excess = counts - brightest
-    return population & (excess > sigma * np.sqrt(brightest + 1.0)) & (counts > 2.0 * brightest)
+    return population & (excess > sigma * np.sqrt(brightest + 1.0)) & (counts > factor * brightest)
 
 
 # --------------------------------------------------------------------------- whole pipeline on a block

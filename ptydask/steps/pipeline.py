@@ -25,7 +25,7 @@ from .params import (
     rebin_of,
     roi_shape,
 )
-from .reductions import Combine, MaskRequest, Measured, measure
+from .reductions import Combine, MaskRequest, Measured, fusable, measure, measure_fused
 
 REBIN_MODES = ("mean", "sum")
 
@@ -62,8 +62,9 @@ def prepare(
         entries) or ``None`` (automatic). ``auto_center``: None, True (always automatic,
         overrides ``center``), False (``center=None`` means the frame centre).
         The automatic centre is the mean of the per-frame masked centres of mass over ALL frames
-        (pixels valid in the weights, ``mask`` and ``flat``; with automatic masks, the centre is
-        computed in a second pass over the frames with them applied).
+        (pixels valid in the weights, ``mask`` and ``flat``, and not in the automatic masks; both
+        come from one pass over the frames, see ``reductions.measure_fused``, or two when a pixel
+        turns bad that the first block did not make a candidate).
     orientation : int 0-7 (4 transpose, 2 flipud, 1 fliplr) or (transpose, flipud, fliplr).
     rebin : 1-32, dividing the ROI. ``rebin_mode``: 'mean' (ptypy) or 'sum' (keeps counts;
         integers summed as int64). Weights become bool: valid where the super-pixel's valid
@@ -150,9 +151,11 @@ def _global_pass(frames: da.Array, inputs: Inputs, geom: Geometry, raw_center: A
                  mask: Any, combine: Optional[Combine]) -> tuple[Measured, dict[str, Any]]:
     """Run the reductions the parameters need, in one compute over the frames.
 
-    An automatic centre with automatic masks needs a second compute: the centre
-    is taken from the frames with the masks applied (a hot pixel would pull it
-    off), so the frames are read twice in that case only.
+    An automatic centre with automatic masks takes the centre from the frames
+    with the masks applied (a hot pixel would pull it off): one pass when the
+    validity is the same for every frame (``measure_fused``: the first block is
+    read once more to pick candidate pixels), else -- or when a pixel turns bad
+    that was no candidate -- a second compute reads the frames again.
     The rebin mask rule of per-frame weights needs the largest valid fraction
     over all frames; it joins that compute when the window and the masks are
     known beforehand, else a second compute reads the weights (not the frames).
@@ -170,12 +173,20 @@ def _global_pass(frames: da.Array, inputs: Inputs, geom: Geometry, raw_center: A
     if not (need_center or masks.any() or need_fraction or extra):
         return Measured(), {}
     fraction = (geom.window(raw_center), geom.orientation, geom.rebin) if fraction_first else None
-    measured, counted = measure(frames, inputs, padding=geom.padding, need_center=need_center and not center_after_masks,
-                                masks=masks, fraction=fraction, extra=extra, combine=combine)
-    if center_after_masks:
+    fused = None
+    if center_after_masks and combine is None and fusable(frames, inputs):
+        fused = measure_fused(frames, inputs, padding=geom.padding, masks=masks, extra=extra)
+    if fused is not None:
+        measured, counted = fused
+    else:
+        measured, counted = measure(frames, inputs, padding=geom.padding,
+                                    need_center=need_center and not center_after_masks, masks=masks,
+                                    fraction=fraction, extra=extra, combine=combine)
+    if center_after_masks and measured.center is None:
         masked, _ = measure(frames, inputs_with_bad(inputs, measured.bad), padding=geom.padding, need_center=True,
                             masks=MaskRequest(), fraction=None, extra={}, combine=combine)
         measured.center, measured.empty_frames = masked.center, masked.empty_frames
+        measured.center_with_masks = "second pass"
     if need_fraction and not fraction_first:
         center = inside(measured.center, geom.padded, "automatic centre") if need_center else raw_center
         second, _ = measure(frames, inputs_with_bad(inputs, measured.bad), padding=geom.padding, need_center=False,
@@ -259,7 +270,10 @@ def _info(scan: xr.Dataset, geom: Geometry, center: tuple[float, float], rule: s
                      "(ptypy: over the first chunk only)")
         if measured.empty_frames:
             notes.append(f"automatic centre skipped {measured.empty_frames} frame(s) without masked intensity")
-        if masks.any():
+        if measured.center_with_masks == "one pass":
+            notes.append("automatic centre computed with the automatic masks applied (in the same pass over the "
+                         "frames: the masked pixels' values taken out of each frame's sums)")
+        elif measured.center_with_masks:
             notes.append("automatic centre computed with the automatic masks applied (a second pass over the frames)")
     if "ignored" in rule:
         notes.append("auto_center=True overrides the given centre (ptypy's documented meaning; PtyScan keeps the centre)")

@@ -49,6 +49,9 @@ class Measured:
     bad: Optional[np.ndarray] = None
     counts: dict[str, int] = field(default_factory=dict)
     max_fraction: Optional[float] = None
+    #: how the centre got the automatic masks: "one pass" (their pixels taken out of each frame's
+    #: sums) or "second pass" (the frames read again with the masks applied); "" without both.
+    center_with_masks: str = ""
 
 
 def _per_block(func: Any, *args: Any, nblocks: int, tail: tuple, **kw: Any) -> da.Array:
@@ -74,9 +77,14 @@ def pixel_stats(frames: da.Array, split_every: int = 8) -> Any:
     One compiled pass per block, folded in a tree of ``split_every`` partials at a time
     (in place, without concatenating the partials as a Dask reduction would).
     """
-    parts = [dask.delayed(compiled.pixel_stats)(block) for block in frames.to_delayed().ravel()]
+    return _tree(_fold_stats, [dask.delayed(compiled.pixel_stats)(block) for block in frames.to_delayed().ravel()],
+                 split_every)
+
+
+def _tree(fold: Callable[[list], Any], parts: list, split_every: int = 8) -> Any:
+    """``fold`` over delayed ``parts``, ``split_every`` at a time, level by level (block order kept)."""
     while len(parts) > 1:
-        parts = [dask.delayed(_fold_stats)(parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
+        parts = [dask.delayed(fold)(parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
     return parts[0]
 
 
@@ -153,6 +161,76 @@ def measure(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, i
     if fraction is not None:
         out.max_fraction = float(values.pop("fraction"))
     return out, {k: values[k] for k in extra}
+
+
+#: Largest per-frame record of candidate pixels the one-pass centre may keep (bytes); beyond, two passes.
+CANDIDATE_BYTES = 256 * 2**20
+
+
+def fusable(frames: da.Array, inputs: Inputs) -> bool:
+    """True when the automatic masks and the centre can come from one pass (:func:`measure_fused`):
+    validity, dark and flat the same for every frame, and numeric frames."""
+    return (not inputs.per_frame_weights and (inputs.dark is None or inputs.dark.ndim == 2)
+            and frames.dtype.kind in "biuf")
+
+
+def measure_fused(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, int], masks: MaskRequest,
+                  extra: dict[str, Any]) -> Optional[tuple[Measured, dict[str, Any]]]:
+    """Automatic masks and the centre with them applied, from ONE pass over the frames.
+
+    The centre needs the masks, which need all frames. So the pass records, per frame, the centre
+    sums on the pixels valid before the automatic masks, and the values of *candidate* pixels: those
+    the first block already makes look hot (at half the sigma and a factor 1.25), saturated (at half
+    the level) or dead (only where a dead pixel could count: signed or float frames, or a negative
+    dark). A candidate found bad at the end is taken out of each frame's sums; a dead pixel of
+    unsigned frames counts 0 anyway. ``Measured.center`` is ``None`` when a pixel turned bad that was
+    not a candidate (then a second pass must compute the centre; the masks are final). Returns
+    ``None`` (nothing computed but the first block's statistics) when the candidates' record would
+    exceed ``CANDIDATE_BYTES``.
+    """
+    h, w = frames.shape[1:]
+    first = dask.delayed(compiled.pixel_stats)(frames.blocks[0])
+    small = [base_valid(inputs), inputs.dark, inputs.flat]
+    stats0, valid, dark, flat = dask.compute(first, *(a if a is not None else None for a in small))
+    valid = np.asarray(valid, dtype=bool)
+    gain = valid if flat is None else valid & kernels.flat_valid(flat)
+    unsigned = frames.dtype.kind in "bu"
+    dead_count_zero = unsigned and (dark is None or bool(np.all(dark >= 0)))
+    cand = np.zeros((h, w), dtype=bool)
+    if masks.saturation is not None:
+        cand |= stats0[0] >= masks.saturation / 2
+    if masks.dead and not dead_count_zero:
+        cand |= stats0[0] <= 0
+    if masks.hot is not None:
+        cand |= kernels.hot_pixels(stats0[1], valid, masks.hot / 2, factor=1.25)
+    candidates = np.flatnonzero(cand & gain)
+    if candidates.size * frames.shape[0] * 8 > CANDIDATE_BYTES:
+        return None
+    parts = [dask.delayed(compiled.stats_and_sums, nout=2)(block, valid, dark, flat, candidates)
+             for block in frames.to_delayed().ravel()]
+    stats = _tree(_fold_stats, [p[0] for p in parts])
+    sums = dask.delayed(np.concatenate)([p[1] for p in parts])
+    keys = list(extra)
+    stats, sums, *rest = dask.compute(stats, sums, *(extra[k] for k in keys))
+    values = {"max": stats[0], "sum": stats[1], "valid": valid}
+    out = Measured()
+    out.bad, out.counts = automatic_masks(values, masks)
+    drop = out.bad & gain
+    if dead_count_zero:
+        drop &= ~(stats[0] <= 0)
+    where = np.flatnonzero(drop)
+    if np.isin(where, candidates).all():
+        k = np.searchsorted(candidates, where)
+        rows, cols = np.divmod(where, w)
+        taken = sums[:, 3 + k]
+        total = sums[:, 0] - taken.sum(axis=1)
+        row_moment = sums[:, 1] - taken @ rows.astype(np.float64)
+        col_moment = sums[:, 2] - taken @ cols.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_frame = np.stack([row_moment / total + padding[0], col_moment / total + padding[2]], axis=1)
+        out.center, out.empty_frames = mean_centre(per_frame)
+        out.center_with_masks = "one pass"
+    return out, dict(zip(keys, rest))
 
 
 def mean_centre(per_frame: np.ndarray) -> tuple[tuple[float, float], int]:
