@@ -17,12 +17,13 @@ from ptydask.sources import hdf5 as hdf5_mod
 
 @pytest.fixture
 def reads(monkeypatch):
-    """Record every hyperslab the sources read with ``read_direct`` (or by raw chunks, ``_fastread``)."""
+    """Record every hyperslab the sources read with ``read_direct`` (or by plain file reads, ``_fastread``)."""
     from ptydask.sources import _fastread
 
     calls = []
     original = h5py.Dataset.read_direct
     original_fast = _fastread.read_frames
+    original_plan = _fastread.FastPlan.read
 
     def recording(self, dest, source_sel=None, dest_sel=None):
         calls.append((self.name, source_sel))
@@ -33,7 +34,12 @@ def reads(monkeypatch):
         return original_fast(dset, plan, start, stop, out, fallback)
 
     monkeypatch.setattr(h5py.Dataset, "read_direct", recording)
+    def recording_plan(plan, start, stop, out, fallback):
+        calls.append((plan.name, (slice(start, stop),)))
+        return original_plan(plan, start, stop, out, fallback)
+
     monkeypatch.setattr(_fastread, "read_frames", recording_fast)
+    monkeypatch.setattr(_fastread.FastPlan, "read", recording_plan)
     return calls
 
 

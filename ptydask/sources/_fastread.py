@@ -1,8 +1,8 @@
 """Fast reads of compressed, chunked HDF5 frames: raw chunks decoded in a thread pool.
 
 HDF5 runs its filter pipeline (gzip, bitshuffle-LZ4, ...) on one thread, under
-a process-wide lock. This module reads the stored bytes of each chunk with
-``read_direct_chunk`` (cheap: a copy) and decodes them in a thread pool with
+a process-wide lock. This module asks HDF5 only where each chunk is stored,
+reads the stored bytes with ``os.pread`` and decodes them in a thread pool with
 decoders that release the GIL: Python's ``zlib`` for deflate, numpy for the
 byte shuffle, and for plugin filters (bitshuffle-LZ4, LZ4, Zstd) the filter
 function of the very plugin HDF5 itself would call (``hdf5plugin``'s library,
@@ -309,40 +309,110 @@ def _plugin(step: Step, data: Any, target: Optional[np.ndarray]) -> Optional[byt
             lib.H5free_memory(buf.value)
 
 
+def chunk_table(dset: h5py.Dataset) -> dict[int, tuple[int, int, int]]:
+    """First frame of each stored chunk -> (file offset, stored bytes, filter mask), from one pass of
+    HDF5's chunk index (chunks never written are absent)."""
+    table: dict[int, tuple[int, int, int]] = {}
+    dset.id.chunk_iter(lambda c: table.__setitem__(int(c.chunk_offset[0]),
+                                                   (int(c.byte_offset), int(c.size), int(c.filter_mask))))
+    return table
+
+
 def read_frames(dset: h5py.Dataset, plan: ChunkPlan, start: int, stop: int, out: np.ndarray,
                 fallback: Callable[[int, int, np.ndarray], None]) -> None:
-    """Frames ``start:stop`` of ``dset`` into ``out`` (``(stop - start, H, W)``), chunks decoded in the pool.
+    """Frames ``start:stop`` of ``dset`` into ``out`` (``(stop - start, H, W)``), chunks read and decoded in the pool.
 
-    Raw chunk bytes are read here (HDF5 is serial anyway); decoding runs in the
-    pool while the next chunks are read. ``fallback(a, b, dest)`` reads frames
-    ``a:b`` into ``dest`` through h5py (a chunk that cannot be read raw).
+    HDF5 only says where each stored chunk lies (``get_chunk_info_by_coord``); see :func:`read_chunks`.
     """
-    k, n = plan.k, dset.shape[0]
-    futures = []
-    executor = pool() if out.nbytes >= INLINE_BYTES else None  # small reads: decoded right here
-    first = (start // k) * k
-    for c0 in range(first, stop, k):
-        c1 = min(c0 + k, n)
-        lo, hi = max(c0, start), min(c1, stop)
+    def locate(c0: int) -> Optional[tuple[int, int, int]]:
+        info = dset.id.get_chunk_info_by_coord((c0, 0, 0))
+        return None if info.byte_offset is None else (int(info.byte_offset), int(info.size), int(info.filter_mask))
+
+    read_chunks(dset.file.filename, plan, dset.shape[0], locate, start, stop, out, fallback)
+
+
+def read_chunks(path: str, plan: ChunkPlan, n: int, locate: Callable[[int], Optional[tuple[int, int, int]]],
+                start: int, stop: int, out: np.ndarray, fallback: Callable[[int, int, np.ndarray], None]) -> None:
+    """Frames ``start:stop`` of an ``n``-frame chunked dataset stored in ``path`` into ``out``.
+
+    ``locate(c0)`` gives (file offset, stored bytes, filter mask) of the chunk starting at frame ``c0``,
+    or ``None`` for a chunk never written, whose frames ``fallback(a, b, dest)`` reads through h5py
+    (HDF5 supplies the fill value). The pool reads the stored bytes with ``os.pread`` and decodes
+    them, outside HDF5's lock and the GIL; small reads are decoded in the calling thread.
+    """
+    k = plan.k
+    jobs = []
+    for c0 in range((start // k) * k, stop, k):
+        lo, hi = max(c0, start), min(c0 + k, n, stop)
         dest = out[lo - start : hi - start]
-        try:
-            mask, raw = dset.id.read_direct_chunk((c0, 0, 0))
-        except Exception:  # noqa: BLE001 - e.g. a chunk never written (fill value): h5py knows
+        where = locate(c0)
+        if where is None:
             fallback(lo, hi, dest)
             continue
         whole = lo == c0 and hi == c0 + k  # the chunk's frames all land in `out`
-        if executor is None:
-            _decode_into(plan, mask, raw, dest, whole, lo - c0, hi - c0)
+        jobs.append(where + (dest, whole, lo - c0, hi - c0))
+    if not jobs:
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        def job(offset: int, size: int, mask: int, dest: np.ndarray, whole: bool, a: int, b: int) -> None:
+            raw = os.pread(fd, size, offset)
+            if len(raw) != size:
+                raise OSError(f"{path}: the file ends inside a stored chunk (byte {offset} + {size})")
+            _decode_into(plan, mask, raw, dest, whole, a, b)
+
+        if out.nbytes < INLINE_BYTES:
+            for j in jobs:
+                job(*j)
+            return
+        futures = [pool().submit(job, *j) for j in jobs]
+        errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
+        if errors:
+            raise errors[0]
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class FastPlan:
+    """How to read the frames of dataset ``name`` without HDF5, valid while its file ``path`` keeps
+    ``stamp`` (size, mtime): ``stored`` (unfiltered) or ``chunks`` + ``table`` (compressed whole-frame chunks)."""
+
+    path: str
+    name: str
+    stamp: tuple[int, int]
+    n: int
+    stored: Optional[StoredRuns] = None
+    chunks: Optional[ChunkPlan] = None
+    table: Optional[dict[int, tuple[int, int, int]]] = None
+
+    def read(self, start: int, stop: int, out: np.ndarray, fallback: Callable[[int, int, np.ndarray], None]) -> None:
+        """Frames ``start:stop`` into ``out``; ``fallback`` reads frames of chunks never written."""
+        if self.stored is not None:
+            read_stored(self.path, self.stored, start, stop, out)
         else:
-            futures.append(executor.submit(_decode_into, plan, mask, raw, dest, whole, lo - c0, hi - c0))
-    errors = []
-    for fut in futures:
-        try:
-            fut.result()
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-    if errors:
-        raise errors[0]
+            read_chunks(self.path, self.chunks, self.n, self.table.get, start, stop, out, fallback)
+
+
+def file_stamp(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns)
+
+
+def fast_plan(dset: h5py.Dataset) -> Optional[FastPlan]:
+    """A :class:`FastPlan` for ``dset``, or ``None`` when only h5py can read it."""
+    path = dset.file.filename
+    try:
+        stamp = file_stamp(path)
+    except OSError:
+        return None
+    stored = stored_runs(dset)
+    if stored is not None:
+        return FastPlan(path, dset.name, stamp, dset.shape[0], stored=stored)
+    plan = plan_for(dset)
+    if plan is None:
+        return None
+    return FastPlan(path, dset.name, stamp, dset.shape[0], chunks=plan, table=chunk_table(dset))
 
 
 def _decode_into(plan: ChunkPlan, mask: int, raw: bytes, dest: np.ndarray, whole: bool, a: int, b: int) -> None:

@@ -310,23 +310,47 @@ class Hdf5Reader(FrameReader):
                 f"{self.path}:{self.key}: cannot read frames {start}:{stop}: {type(exc).__name__}: {exc}"
             ) from exc
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_fast", None)  # a plan of this process's files: the receiver makes its own
+        return state
+
+    def _fast_plan(self) -> "_fastread.FastPlan | None":
+        """The cached plain-file read plan of the dataset (``_fastread``), renewed when its file changes."""
+        plan = self.__dict__.get("_fast")
+        if plan is not None:
+            try:
+                if _fastread.file_stamp(plan.path) == plan.stamp:
+                    return plan
+            except OSError:
+                pass
+        with h5py.File(self.path, "r") as f:
+            dset = self._dataset(f)
+            plan = _fastread.fast_plan(dset)
+        self._fast = plan
+        return plan
+
+    def _dataset(self, f: h5py.File) -> h5py.Dataset:
+        dset = f[self.key]
+        if not isinstance(dset, h5py.Dataset) or tuple(dset.shape) != self.dshape:
+            raise SourceError(f"{self.path}:{self.key}: changed since it was opened (now {dset!r})")
+        return dset
+
     def _read(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((stop - start,) + self.shape[1:], dtype=self.dtype)
+        if FAST_READ and self.outer is None and len(self.dshape) == 3 and stop > start:
+            plan = self._fast_plan()
+            if plan is not None:
+                # plain file reads at the stored offsets (compressed chunks decoded), in a thread pool,
+                # outside HDF5's lock; HDF5 is opened only for chunks never written (fill values)
+                plan.read(start, stop, out, self._read_h5py)
+                return out
+        self._read_h5py(start, stop, out)
+        return out
+
+    def _read_h5py(self, start: int, stop: int, out: np.ndarray) -> None:
         with h5py.File(self.path, "r") as f:
-            dset = f[self.key]
-            if not isinstance(dset, h5py.Dataset) or tuple(dset.shape) != self.dshape:
-                raise SourceError(f"{self.path}:{self.key}: changed since it was opened (now {dset!r})")
-            plan = _fastread.plan_for(dset) if FAST_READ and self.outer is None and len(self.dshape) == 3 else None
-            if plan is not None and stop > start:
-                # compressed whole-frame chunks: raw chunk reads, decoded in a thread pool
-                _fastread.read_frames(dset, plan, start, stop, out,
-                                      lambda a, b, dest: dset.read_direct(dest, source_sel=np.s_[a:b]))
-                return out
-            stored = _fastread.stored_runs(dset) if FAST_READ and self.outer is None and stop > start else None
-            if stored is not None:
-                # uncompressed frames: plain file reads at their offsets, in parallel, outside HDF5's lock
-                _fastread.read_stored(dset.file.filename, stored, start, stop, out)
-                return out
+            dset = self._dataset(f)
             pos = 0
             for lead in self._hyperslabs(start, stop):
                 outer = (slice(self.outer, self.outer + 1),) if self.outer is not None else ()
@@ -336,7 +360,6 @@ class Hdf5Reader(FrameReader):
                 shape = tuple(s.stop - s.start for s in outer + lead) + self.shape[1:]
                 dset.read_direct(buf.reshape(shape), source_sel=sel)
                 pos += count
-        return out
 
 
 #: Largest plausible frame (pixels): one frame is the unit every read allocates, so a hostile or
