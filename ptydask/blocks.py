@@ -61,7 +61,7 @@ def iter_blocks(
     off the main thread). ``blocks`` selects which block indices to compute
     (default: all). At most ``max_in_flight`` blocks (default: CPU count + 1, so that
     every CPU computes while the consumer takes a result) are computed, waiting
-    or being consumed at any time.
+    or being consumed at any time, on at most one thread per CPU.
     """
     if not arrays:
         return
@@ -93,13 +93,15 @@ def iter_blocks(
         results = tuple(get_sync(sub, keys))
         return post(i, results) if post is not None else results
 
-    yield from _bounded(todo, workers, run)
+    yield from _bounded(todo, workers, min(workers, os.cpu_count() or 1), run)
 
 
-def _bounded(todo: list[int], workers: int, run: Callable[[int], Any]) -> Iterator[tuple[int, Any]]:
+def _bounded(todo: list[int], workers: int, threads: int, run: Callable[[int], Any]) -> Iterator[tuple[int, Any]]:
+    """Run ``run(i)`` for ``todo`` on ``threads`` threads, with at most ``workers`` blocks submitted,
+    computing or held by the consumer at any time (a submitted block waits for a thread: no memory)."""
     pending: dict[Future, int] = {}
     queue = iter(todo)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ptydask-block") as pool:
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ptydask-block") as pool:
         def fill(held: int) -> None:
             """Submit blocks while fewer than ``workers`` are computing or held by the consumer."""
             while len(pending) + held < workers:
