@@ -1,22 +1,25 @@
-"""Compiled (numba) kernels for the two hot loops of ``prepare``, on numpy arrays.
+"""Compiled (numba) kernels for the hot loops of ``prepare``, on numpy arrays.
 
 numpy runs every correction of a frame as a separate pass over memory (convert,
 subtract, clip, divide, mask, then the sums); these kernels do one pass per
-pixel. They are used by :mod:`.kernels` for the common cases and give the
-results of the numpy kernels there:
+pixel. They are used by :mod:`.kernels` and :mod:`.reductions` for the common
+cases and give the results of the numpy kernels there:
 
 - :func:`window_frames` (data of the blockwise pass) performs the same IEEE
   operations in the same order as ``kernels.correct`` + ``orient`` +
   ``rebin_mean``, so its output is bit for bit identical (checked by tests).
-- :func:`mass_sums` (auto-centre) multiplies by ``valid / flat`` instead of
+- :func:`mass_centres` (auto-centre) multiplies by ``valid / flat`` instead of
   dividing by the flat, and sums in any order (``fastmath`` reassociation, so
   that the sums vectorise): each frame's sums agree with numpy's to a few ulp,
   and they depend only on that frame (never on the Dask chunking).
 - :func:`pixel_stats` (automatic masks): per-pixel maximum and sum over frames,
   exact (maxima; sums of integers below 2**53).
+- :func:`stats_and_sums`: both of the last two in one pass, plus the values of
+  chosen pixels per frame (``reductions.measure_fused``).
 
 Arrays are (frame, row, col); all compiled with ``nogil`` so Dask threads run
-them in parallel, and cached on disk by numba.
+them in parallel, and cached on disk by numba. Absent inputs are passed as
+placeholders with a flag, so that each kernel compiles once per frame dtype.
 """
 
 from __future__ import annotations

@@ -221,18 +221,6 @@ def _centres_of(total: np.ndarray, row_sums: np.ndarray, col_sums: np.ndarray) -
         return np.stack([rows / total, cols / total], axis=1).reshape(n, 2)
 
 
-def pixel_max(frames: np.ndarray) -> np.ndarray:
-    """Per-pixel maximum over the frames of the block, float64 (1, H, W); -inf for an empty block."""
-    if frames.shape[0] == 0:
-        return np.full((1,) + frames.shape[1:], -np.inf)
-    return frames.max(axis=0).astype(np.float64)[None]
-
-
-def pixel_sum(frames: np.ndarray) -> np.ndarray:
-    """Per-pixel sum over the frames of the block, float64 (1, H, W)."""
-    return frames.sum(axis=0, dtype=np.float64)[None]
-
-
 def brightest_neighbour(image: np.ndarray) -> np.ndarray:
     """Largest value among each pixel's 8 neighbours (outside the frame counts as 0), (H, W)."""
     h, w = image.shape
