@@ -182,3 +182,55 @@ def test_damaged_chunk_is_an_error_not_garbage(tmp_path) -> None:
     with pytest.raises(SourceError):
         reader(path).read(0, 3)
     assert same(reader(path).read(2, 3), data[2:3])
+
+
+# --------------------------------------------------------------------------- unfiltered storage
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
+@pytest.mark.parametrize("layout", ["contiguous", "chunks", "interleaved"])
+def test_unfiltered_frames_read_by_plain_file_reads(tmp_path, dtype, layout):
+    """Contiguous data are mapped (read-only, no copy); whole-frame chunks are read at their offsets
+    (``interleaved``: written last to first with another dataset's chunks between them, so that no
+    two chunks are adjacent in frame order)."""
+    from ptydask import open_frames
+
+    data = frames(dtype)
+    path = tmp_path / "u.h5"
+    with h5py.File(path, "w") as f:
+        if layout == "contiguous":
+            f.create_dataset("data", data=data)
+        else:
+            ds = f.create_dataset("data", shape=data.shape, dtype=dtype, chunks=(2,) + data.shape[1:])
+            other = f.create_dataset("other", shape=data.shape, dtype=dtype, chunks=(2,) + data.shape[1:])
+            starts = range(0, data.shape[0], 2)
+            for i in (reversed(starts) if layout == "interleaved" else starts):  # reversed: runs not adjacent
+                ds[i : i + 2] = data[i : i + 2]
+                if layout == "interleaved":
+                    other[i : i + 2] = data[i : i + 2] + 1
+    with h5py.File(path, "r") as f:
+        runs = _fastread.stored_runs(f["data"])
+    assert runs is not None
+    assert len(runs.runs) == (data.shape[0] // 2 if layout == "interleaved" else 1)
+    arr = open_frames(str(path), "data", block_bytes=3 * data[0].nbytes)["data"].data
+    np.testing.assert_array_equal(arr.compute(), data)
+    reader = hdf5src.Hdf5Reader(str(path), "data", data.shape, np.dtype(dtype), None)
+    first = reader.read(0, 3)
+    np.testing.assert_array_equal(first, data[:3])
+    if layout != "interleaved":
+        assert not first.flags.writeable  # a map of the file, not a copy
+
+
+def test_unwritten_chunks_fall_back_to_h5py(tmp_path):
+    data = frames(np.uint16)
+    path = tmp_path / "partial.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("data", shape=data.shape, dtype=np.uint16, chunks=(1,) + data.shape[1:], fillvalue=7)
+        ds[:3] = data[:3]
+    with h5py.File(path, "r") as f:
+        assert _fastread.stored_runs(f["data"]) is None  # not every chunk stored: h5py supplies fill values
+    from ptydask import open_frames
+
+    got = open_frames(str(path), "data")["data"].values
+    np.testing.assert_array_equal(got[:3], data[:3])
+    assert np.all(got[3:] == 7)

@@ -17,12 +17,17 @@ by h5py as before.
 Uncompressed ``(N, H, W)`` datasets, contiguous or in whole-frame chunks
 (:func:`stored_runs`), are read with ``os.preadv`` at their stored file offsets,
 in pieces on the same pool: HDF5 would copy them on one thread under its lock,
-serialising every reader (and the writer of the output) of the process.
+serialising every reader (and the writer of the output) of the process. A block
+that lies in one stored run is not even copied: :func:`map_stored` maps it
+read-only onto the file (the page cache's own pages). A file must not shrink
+while one of its blocks is in use (reading a mapped page past the new end of a
+file is a fatal signal); detectors append, they do not truncate.
 """
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import threading
 import zlib
@@ -202,6 +207,25 @@ def stored_runs(dset: h5py.Dataset) -> Optional[StoredRuns]:
 PIECE_BYTES = 8 * 2**20
 #: Reads of fewer bytes than this decode in the calling thread (the pool pays off on larger ones).
 INLINE_BYTES = 2**20
+
+
+def map_stored(path: str, plan: StoredRuns, start: int, stop: int, dtype: np.dtype,
+               frame_shape: tuple[int, int]) -> Optional[np.ndarray]:
+    """Frames ``start:stop`` as a read-only array mapped onto the file (no copy: the page cache's own
+    pages, mapped in one call), when they lie in one stored run; else ``None``."""
+    for first, count, offset in plan.runs:
+        if first <= start and stop <= first + count:
+            break
+    else:
+        return None
+    begin = offset + (start - first) * plan.frame_bytes
+    size = (stop - start) * plan.frame_bytes
+    aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
+    with open(path, "rb") as fh:
+        mapped = mmap.mmap(fh.fileno(), size + begin - aligned, offset=aligned, prot=mmap.PROT_READ,
+                           flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+    arr = np.frombuffer(mapped, dtype=dtype, count=size // dtype.itemsize, offset=begin - aligned)
+    return arr.reshape((stop - start,) + tuple(frame_shape))
 
 
 def read_stored(path: str, plan: StoredRuns, start: int, stop: int, out: np.ndarray) -> None:
