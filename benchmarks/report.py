@@ -131,7 +131,8 @@ def markdown(results: dict) -> list[str]:
         "",
         f"Each case is a fresh process; cases interleaved in every repeat; {cfg['repeats']} repeats "
         f"({cfg['slow_repeats']} for the minute-long numpy-loop and ptypy cases, {cfg.get('memory_repeats', 1)} per "
-        "memory size). Page cache warm (every file read once before timing). Times in "
+        "memory size). Page cache warm (every file read once before timing); dirty pages flushed (`os.sync`) "
+        "before every case, so that no case pays for the write-back of the previous one's output. Times in "
         "seconds: median (min-max, n). Speed ratio = the other's time / ptydask's time (>1: ptydask faster); "
         "for the floor, floor time / ptydask time (1.0 = as fast as the floor). 1-minute load averages seen during the "
         f"run (other engineers' test runs share these 2 cores): {', '.join(results.get('loads', []))}.",

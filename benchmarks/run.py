@@ -52,6 +52,7 @@ def ptypy_available() -> str | None:
 
 def child(case: str, ptypy: bool = False, timeout: float = 3600, **args) -> dict:
     """Run one case in a fresh process; its JSON report plus ``wall`` (the whole process, s)."""
+    os.sync()  # the previous case's output goes to disk now, not during this case
     t0 = time.perf_counter()
     out = subprocess.run([PYTHON, "-m", "benchmarks.child", case, json.dumps(args)], cwd=HERE.parent,
                          env=_env(ptypy=ptypy), capture_output=True, text=True, timeout=timeout)
@@ -68,6 +69,7 @@ def cli(recipe_path: Path) -> dict:
     """The whole ``ptydask prepare`` command, timed from outside (interpreter start included)."""
     exe = Path(PYTHON).with_name("ptydask")
     cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "ptydask.cli"]
+    os.sync()
     t0 = time.perf_counter()
     out = subprocess.run(cmd + ["prepare", str(recipe_path), "--overwrite", "--no-progress"], env=_env(),
                          capture_output=True, text=True)
@@ -79,6 +81,7 @@ def cli(recipe_path: Path) -> dict:
 
 def mpi(recipe_path: Path, ranks: int = 2) -> dict:
     exe = Path(PYTHON).with_name("mpiexec")
+    os.sync()
     t0 = time.perf_counter()
     out = subprocess.run([str(exe), "-n", str(ranks), PYTHON, "-m", "benchmarks.mpi_case", str(recipe_path)],
                          cwd=HERE.parent, env=_env(), capture_output=True, text=True, timeout=3600)
