@@ -340,19 +340,20 @@ class Hdf5Reader(FrameReader):
         return dset
 
     def _read(self, start: int, stop: int) -> np.ndarray:
-        out = np.empty((stop - start,) + self.shape[1:], dtype=self.dtype)
+        plan = None
         if FAST_READ and self.outer is None and len(self.dshape) == 3 and stop > start:
             plan = self._fast_plan()
             if plan is not None and plan.stored is not None and MAP_READ:
                 mapped = _fastread.map_stored(plan.path, plan.stored, start, stop, self.dtype, self.shape[1:])
                 if mapped is not None:
                     return mapped
-            if plan is not None:
-                # plain file reads at the stored offsets (compressed chunks decoded), in a thread pool,
-                # outside HDF5's lock; HDF5 is opened only for chunks never written (fill values)
-                plan.read(start, stop, out, self._read_h5py)
-                return out
-        self._read_h5py(start, stop, out)
+        out = np.empty((stop - start,) + self.shape[1:], dtype=self.dtype)
+        if plan is not None:
+            # plain file reads at the stored offsets (compressed chunks decoded), in a thread pool,
+            # outside HDF5's lock; HDF5 is opened only for chunks never written (fill values)
+            plan.read(start, stop, out, self._read_h5py)
+        else:
+            self._read_h5py(start, stop, out)
         return out
 
     def _read_h5py(self, start: int, stop: int, out: np.ndarray) -> None:
