@@ -114,35 +114,6 @@ def window_frames(frames: np.ndarray, start: tuple[int, int], shape: tuple[int, 
     return out
 
 
-@numba.njit(**_JIT, fastmath={"reassoc", "contract", "arcp"})
-def _mass_sums(frames, has_dark, dark, gain, out):  # pragma: no cover - compiled
-    """Per frame: total, row moment and column moment of ``max(x - dark, 0) * gain`` (or ``x * gain``)."""
-    n, h, w = frames.shape
-    for f in range(n):
-        s0 = 0.0
-        sr = 0.0
-        sc = 0.0
-        for i in range(h):
-            rs = 0.0
-            cs = 0.0
-            src = frames[f, i]
-            g = gain[i]
-            d = dark[i if has_dark else 0]
-            for j in range(w):
-                v = np.float64(src[j])
-                if has_dark:
-                    v = max(v - d[j], 0.0)
-                v = v * g[j]
-                rs += v
-                cs += v * j
-            s0 += rs
-            sr += rs * i
-            sc += cs
-        out[f, 0] = s0
-        out[f, 1] = sr
-        out[f, 2] = sc
-
-
 def mass_centres(frames: np.ndarray, valid: np.ndarray, dark=None, flat=None) -> np.ndarray:
     """Per-frame centres of mass (row, col), shape (n, 2), of the corrected frames on ``valid`` (H, W) pixels.
 
@@ -151,16 +122,17 @@ def mass_centres(frames: np.ndarray, valid: np.ndarray, dark=None, flat=None) ->
     """
     d = _NONE_2D if dark is None else np.ascontiguousarray(dark, dtype=np.float64)
     sums = np.empty((frames.shape[0], 3), dtype=np.float64)
-    _mass_sums(frames, dark is not None, d, _gain(valid, flat), sums)
+    none = np.zeros(0, dtype=np.int64)
+    _frame_sums(frames, dark is not None, d, _gain(valid, flat), False, _NONE_2D, _NONE_2D, none, none, sums)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.stack([sums[:, 1] / sums[:, 0], sums[:, 2] / sums[:, 0]], axis=1)
 
 
 @numba.njit(**_JIT, fastmath={"reassoc", "contract", "arcp"})
-def _stats_and_sums(frames, has_dark, dark, gain, rows, cols, peak, total, out):  # pragma: no cover - compiled
-    """One pass: per-pixel maximum and sum into ``peak``/``total`` (exact, in frame order), and per frame
-    ``out[f, :3]`` = total, row and column moments of ``max(x - dark, 0) * gain`` (or ``x * gain``) and
-    ``out[f, 3 + k]`` = that value at pixel ``(rows[k], cols[k])``."""
+def _frame_sums(frames, has_dark, dark, gain, with_stats, peak, total, rows, cols, out):  # pragma: no cover
+    """Per frame ``out[f, :3]`` = total, row and column moments of ``max(x - dark, 0) * gain`` (or
+    ``x * gain``) and ``out[f, 3 + k]`` = that value at pixel ``(rows[k], cols[k])``; with ``with_stats``,
+    in the same pass, the per-pixel maximum and sum into ``peak``/``total`` (exact, in frame order)."""
     n, h, w = frames.shape
     for f in range(n):
         s0 = 0.0
@@ -172,13 +144,14 @@ def _stats_and_sums(frames, has_dark, dark, gain, rows, cols, peak, total, out):
             src = frames[f, i]
             g = gain[i]
             d = dark[i if has_dark else 0]
-            top = peak[i]
-            acc = total[i]
+            top = peak[i if with_stats else 0]
+            acc = total[i if with_stats else 0]
             for j in range(w):
                 x = np.float64(src[j])
-                if f == 0 or x > top[j] or x != x:
-                    top[j] = x
-                acc[j] += x
+                if with_stats:
+                    if f == 0 or x > top[j] or x != x:
+                        top[j] = x
+                    acc[j] += x
                 v = max(x - d[j], 0.0) if has_dark else x
                 v = v * g[j]
                 rs += v
@@ -212,7 +185,7 @@ def stats_and_sums(frames: np.ndarray, valid: np.ndarray, dark, flat, candidates
     gain = _gain(valid, flat)
     d = _NONE_2D if dark is None else np.ascontiguousarray(dark, dtype=np.float64)
     rows, cols = np.divmod(np.asarray(candidates, dtype=np.int64), w)
-    _stats_and_sums(frames, dark is not None, d, gain, rows, cols, stats[0], stats[1], sums)
+    _frame_sums(frames, dark is not None, d, gain, True, stats[0], stats[1], rows, cols, sums)
     return stats, sums
 
 
