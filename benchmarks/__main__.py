@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from .common import HERE, machine, run_child
-
-RESULTS_JSON = HERE / "results.json"
 
 
 def _memory(args: argparse.Namespace) -> dict:
@@ -37,7 +36,7 @@ def _run(args: argparse.Namespace) -> dict:
     return {"run_quick" if args.quick else "run": results}  # a smoke run never replaces the full run's results
 
 
-def _write_markdown(results: dict) -> None:
+def _write_markdown(results: dict, folder: Path) -> None:
     lines = ["# Benchmark results", "", f"Machine: {results.get('machine', '?')}  ", f"Date: {results.get('date', '?')}", ""]
     run, png = results.get("run"), "results.png"
     if run is None and results.get("run_quick"):
@@ -51,9 +50,9 @@ def _write_markdown(results: dict) -> None:
             lines += [f"(The latest `--quick` smoke run, {q['date']}, {q.get('minutes', 0):.1f} min, is kept in "
                       "`results.json` only.)", ""]
         lines += markdown(run)
-        plot(run, HERE / png)
+        plot(run, folder / png)
         if results.get("run_quick"):
-            plot(results["run_quick"], HERE / "results_quick.png")
+            plot(results["run_quick"], folder / "results_quick.png")
     mem = results.get("memory")
     if mem:
         lines += [
@@ -76,7 +75,7 @@ def _write_markdown(results: dict) -> None:
         ratio = last["peak_rss_bytes"] / first["peak_rss_bytes"]
         lines += ["", f"Peak memory of the largest scan / smallest scan: **{ratio:.2f}x** "
                       f"({last['data_gib']:.0f} GiB against {first['data_gib']:.0f} GiB of frames).", ""]
-    (HERE / "RESULTS.md").write_text("\n".join(lines))
+    (folder / "RESULTS.md").write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -89,8 +88,13 @@ def main() -> None:
     m.add_argument("--sizes", type=float, nargs="+", default=[1, 2, 4, 8], help="GiB of frames per run")
     m.add_argument("--save", default="append")
     m.set_defaults(run=_memory)
+    for sp in (r, m):
+        sp.add_argument("--results", type=Path, default=HERE,
+                        help="folder of results.json, RESULTS.md and the plots (default: benchmarks/)")
     args = p.parse_args()
-    results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
+    args.results.mkdir(parents=True, exist_ok=True)
+    results_json = args.results / "results.json"
+    results = json.loads(results_json.read_text()) if results_json.exists() else {}
     new = args.run(args)
     if "run" in new and results.get("run") and results["run"]["config"].get("frames") == new["run"]["config"].get("frames"):
         from .report import history_entry  # keep the target ratios of the run being replaced
@@ -99,9 +103,9 @@ def main() -> None:
     results.update(new)
     results["machine"] = machine()
     results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    RESULTS_JSON.write_text(json.dumps(results, indent=1))
-    _write_markdown(results)
-    print(f"wrote {HERE / 'RESULTS.md'}")
+    results_json.write_text(json.dumps(results, indent=1))
+    _write_markdown(results, args.results)
+    print(f"wrote {args.results / 'RESULTS.md'}")
 
 
 if __name__ == "__main__":
