@@ -190,7 +190,7 @@ def test_damaged_chunk_is_an_error_not_garbage(tmp_path) -> None:
 @pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
 @pytest.mark.parametrize("layout", ["contiguous", "chunks", "interleaved"])
 def test_unfiltered_frames_read_by_plain_file_reads(tmp_path, dtype, layout):
-    """Contiguous data are mapped (read-only, no copy); whole-frame chunks are read at their offsets
+    """Contiguous data are mapped (copy-on-write, no copy); whole-frame chunks are read at their offsets
     (``interleaved``: written last to first with another dataset's chunks between them, so that no
     two chunks are adjacent in frame order)."""
     from ptydask import open_frames
@@ -218,7 +218,11 @@ def test_unfiltered_frames_read_by_plain_file_reads(tmp_path, dtype, layout):
     first = reader.read(0, 3)
     np.testing.assert_array_equal(first, data[:3])
     if layout != "interleaved":
-        assert not first.flags.writeable  # a map of the file, not a copy
+        assert first.base is not None and not first.flags.owndata  # a map of the file, not a copy
+    first[:] = 0  # writable like any block; the file does not change
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["data"][:3], data[:3])
+    np.testing.assert_array_equal(reader.read(0, 3), data[:3])
 
 
 def test_unwritten_chunks_fall_back_to_h5py(tmp_path):

@@ -19,7 +19,7 @@ Uncompressed ``(N, H, W)`` datasets, contiguous or in whole-frame chunks
 in pieces on the same pool: HDF5 would copy them on one thread under its lock,
 serialising every reader (and the writer of the output) of the process. A block
 that lies in one stored run is not even copied: :func:`map_stored` maps it
-read-only onto the file (the page cache's own pages). A file must not shrink
+onto the file (the page cache's own pages, copy-on-write). A file must not shrink
 while one of its blocks is in use (reading a mapped page past the new end of a
 file is a fatal signal); detectors append, they do not truncate.
 """
@@ -211,8 +211,9 @@ INLINE_BYTES = 2**20
 
 def map_stored(path: str, plan: StoredRuns, start: int, stop: int, dtype: np.dtype,
                frame_shape: tuple[int, int]) -> Optional[np.ndarray]:
-    """Frames ``start:stop`` as a read-only array mapped onto the file (no copy: the page cache's own
-    pages, mapped in one call), when they lie in one stored run; else ``None``."""
+    """Frames ``start:stop`` as an array mapped onto the file (no copy: the page cache's own pages;
+    copy-on-write, so writing to it never changes the file), when they lie in one stored run;
+    else ``None``."""
     for first, count, offset in plan.runs:
         if first <= start and stop <= first + count:
             break
@@ -222,8 +223,12 @@ def map_stored(path: str, plan: StoredRuns, start: int, stop: int, dtype: np.dty
     size = (stop - start) * plan.frame_bytes
     aligned = begin - begin % mmap.ALLOCATIONGRANULARITY
     with open(path, "rb") as fh:
-        mapped = mmap.mmap(fh.fileno(), size + begin - aligned, offset=aligned, prot=mmap.PROT_READ,
-                           flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+        # private (copy-on-write): the array is writable like any other block, and writing to it
+        # copies the page, never touches the file. Pages are mapped on first touch (pre-faulting a
+        # writable private map would copy every page)
+        mapped = mmap.mmap(fh.fileno(), size + begin - aligned, offset=aligned,
+                           prot=mmap.PROT_READ | mmap.PROT_WRITE,
+                           flags=mmap.MAP_PRIVATE)
     arr = np.frombuffer(mapped, dtype=dtype, count=size // dtype.itemsize, offset=begin - aligned)
     return arr.reshape((stop - start,) + tuple(frame_shape))
 

@@ -34,7 +34,7 @@ from ._lazy import FrameReader, as_dask, frames_per_block, split
 #: Read compressed whole-frame chunks raw and decode them in a thread pool (``_fastread``);
 #: ``PTYDASK_FAST_READ=0`` lets HDF5 decode everything (on one thread).
 FAST_READ = os.environ.get("PTYDASK_FAST_READ", "1") != "0"
-#: Uncompressed frames stored in one run are mapped read-only onto the file (no copy);
+#: Uncompressed frames stored in one run are mapped onto the file (copy-on-write, no copy);
 #: ``PTYDASK_MAP_READ=0`` copies them into fresh arrays instead.
 MAP_READ = os.environ.get("PTYDASK_MAP_READ", "1") != "0"
 
