@@ -253,3 +253,28 @@ def test_extensions_reach_prepare_rebin_mode_sum(tmp_path: Path) -> None:
         assert b["chunks/0/data"].compression is None and a["chunks/0/data"].compression == "gzip"
     assert s.dtype == np.int64 and m.dtype == np.float64
     np.testing.assert_array_equal(s, m * 4)
+
+
+@needs_fixtures
+def test_allow_external_links_key(tmp_path: Path) -> None:
+    """Frames behind an external link that leaves the input's folder: refused, unless the recipe allows it."""
+    import h5py
+
+    from ptydask.errors import SourceError
+
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "scan").mkdir()
+    with h5py.File(RAW, "r") as src, h5py.File(tmp_path / "outside" / "raw.h5", "w") as dst:
+        dst.create_dataset("entry/data", data=src["entry/data"][()])
+    with h5py.File(tmp_path / "scan" / "master.h5", "w") as f:
+        f["entry/data"] = h5py.ExternalLink("../outside/raw.h5", "entry/data")
+    recipe = base_recipe(dfile=str(tmp_path / "linked.ptyd"),
+                         intensities={"file": str(tmp_path / "scan" / "master.h5"), "key": "entry/data"})
+    with pytest.raises(SourceError, match="allow_external_links: true in a recipe"):
+        run_recipe(recipe, progress=False)
+    assert not (tmp_path / "linked.ptyd").exists()
+    linked = run_recipe(dict(recipe, allow_external_links=True), progress=False)
+    direct = run_recipe(base_recipe(dfile=str(tmp_path / "direct.ptyd")), progress=False)
+    assert linked.frames == direct.frames
+    with h5py.File(linked.path, "r") as a, h5py.File(direct.path, "r") as b:
+        np.testing.assert_array_equal(a["chunks/0/data"][()], b["chunks/0/data"][()])

@@ -73,6 +73,7 @@ def source_spec(recipe: Recipe) -> dict[str, Any]:
         "electron_data": recipe["electron_data"],
         "label": recipe["label"],
         "version": recipe["version"],
+        "allow_external_links": recipe["allow_external_links"],
     }
     if recipe["frameorder.indices"] is not None:
         spec["frameorder"] = {"indices": recipe["frameorder.indices"]}

@@ -181,6 +181,9 @@ PARAMS: tuple[Param, ...] = (
     P("compression_level", 1, Integer(0, 9), "gzip level", stage="output", ext=True),
     P("frames_per_block", None, Integer(lo=1), "frames per Dask block = per chunk group (null: blocks of about "
       "128 MiB of raw frames)", stage="source", ext=True),
+    P("allow_external_links", False, Flag(), "follow HDF5 external links and virtual-dataset sources of the input "
+      "files that point outside their folder (refused by default: a file should not make ptydask read elsewhere)",
+      stage="source", ext=True),
 )
 
 BY_PATH: dict[str, Param] = {p.path: p for p in PARAMS}

@@ -118,7 +118,8 @@ def check_link_target(holder: str, target: str, what: str) -> None:
     if not _inside(folder, target):
         raise SourceError(
             f"{holder}: {what} points to {target!r}, outside the folder {folder}; refused "
-            "(pass allow_external_links=True to open_frames if you trust this file)"
+            "(pass allow_external_links=True to open_frames, or set allow_external_links: true in a recipe, "
+            "if you trust this file)"
         )
 
 
