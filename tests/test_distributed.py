@@ -23,20 +23,14 @@ from ptydask.steps import prepare
 sys.path.insert(0, str(Path(__file__).resolve().parent / "mpi"))
 from scenario import PREPARE, make_raw, open_raw  # noqa: E402
 
-distributed = pytest.importorskip("distributed")
+pytest.importorskip("distributed")
+from conftest import local_client  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def client():
-    environ = dict(os.environ)  # LocalCluster sets OMP_NUM_THREADS=1 & co. in this process: restore them after
-    cluster = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None,
-                                       memory_limit="3GiB")
-    c = distributed.Client(cluster, set_as_default=False)
-    yield c
-    c.close()
-    cluster.close()
-    os.environ.clear()
-    os.environ.update(environ)
+    with local_client(memory_limit="3GiB") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

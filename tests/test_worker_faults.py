@@ -26,7 +26,8 @@ import pytest
 
 from ptydask import from_arrays, open_ptyd, to_ptyd
 
-distributed = pytest.importorskip("distributed")
+pytest.importorskip("distributed")
+from conftest import local_client  # noqa: E402
 cloudpickle = pytest.importorskip("cloudpickle")
 from ptydask.parallel.distributed import to_ptyd_distributed  # noqa: E402
 
@@ -85,14 +86,8 @@ def _stored(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def client():
-    environ = dict(os.environ)
-    cluster = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None)
-    c = distributed.Client(cluster, set_as_default=False)
-    yield c
-    c.close()
-    cluster.close()
-    os.environ.clear()
-    os.environ.update(environ)
+    with local_client() as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
