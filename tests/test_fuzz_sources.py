@@ -205,11 +205,16 @@ def _mutate_bytes(path: Path, kind: str, where: list[float], payload: bytes) -> 
     path.write_bytes(bytes(data))
 
 
+def _victim(path, name, target):
+    """The file to damage: the copied seed, or (``target="data"``) the data file behind a DECTRIS master."""
+    return path.with_name("scan_data_000001.h5") if (target == "data" and name == "scan_master.h5") else path
+
+
 @FUZZ
 @given(name=seed_names, target=st.sampled_from(["master", "data"]), mutation=byte_mutations())
 def test_byte_mutations(seeds, tmp_path, name, target, mutation):
     path, spec = _work_copy(seeds, name, tmp_path)
-    victim = path.with_name("scan_data_000001.h5") if (target == "data" and name == "scan_master.h5") else path
+    victim = _victim(path, name, target)
     _mutate_bytes(victim, *mutation)
     _check(path, spec)
 
@@ -285,7 +290,7 @@ def _mutate_structure(path: Path, op: str, a: int, b: int) -> None:
 @given(name=seed_names, target=st.sampled_from(["master", "data"]), mutation=structural())
 def test_structural_mutations(seeds, tmp_path, name, target, mutation):
     path, spec = _work_copy(seeds, name, tmp_path)
-    victim = path.with_name("scan_data_000001.h5") if (target == "data" and name == "scan_master.h5") else path
+    victim = _victim(path, name, target)
     _mutate_structure(victim, *mutation)
     _check(path, spec)
 
