@@ -17,29 +17,31 @@ from ptydask.sources import hdf5 as hdf5_mod
 
 @pytest.fixture
 def reads(monkeypatch):
-    """Record every hyperslab the sources read with ``read_direct`` (or by plain file reads, ``_fastread``)."""
+    """Record every hyperslab the sources read with ``read_direct``, or by plain file reads or maps (``_fastread``)."""
     from ptydask.sources import _fastread
 
     calls = []
     original = h5py.Dataset.read_direct
-    original_fast = _fastread.read_frames
     original_plan = _fastread.FastPlan.read
+    original_map = _fastread.map_stored
 
     def recording(self, dest, source_sel=None, dest_sel=None):
         calls.append((self.name, source_sel))
         return original(self, dest, source_sel, dest_sel)
 
-    def recording_fast(dset, plan, start, stop, out, fallback):
-        calls.append((dset.name, (slice(start, stop),)))
-        return original_fast(dset, plan, start, stop, out, fallback)
-
-    monkeypatch.setattr(h5py.Dataset, "read_direct", recording)
     def recording_plan(plan, start, stop, out, fallback):
         calls.append((plan.name, (slice(start, stop),)))
         return original_plan(plan, start, stop, out, fallback)
 
-    monkeypatch.setattr(_fastread, "read_frames", recording_fast)
+    def recording_map(path, plan, start, stop, dtype, frame_shape):
+        mapped = original_map(path, plan, start, stop, dtype, frame_shape)
+        if mapped is not None:  # else the read goes on through FastPlan.read
+            calls.append((path, (slice(start, stop),)))
+        return mapped
+
+    monkeypatch.setattr(h5py.Dataset, "read_direct", recording)
     monkeypatch.setattr(_fastread.FastPlan, "read", recording_plan)
+    monkeypatch.setattr(_fastread, "map_stored", recording_map)
     return calls
 
 
