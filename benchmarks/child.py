@@ -114,22 +114,27 @@ def ptydask(recipe: str, cluster: int = 0, fast_read: bool = True) -> dict:
 
 
 def _time_reductions() -> list[float]:
-    """Record the time ``prepare`` spends in its global reductions (automatic masks and centre: the
-    pass over all frames before the blockwise pass); the rest of a run is opening, the blockwise pass
-    and writing. Returns the list the durations are appended to."""
+    """Record the time ``run_recipe`` spends before the pass that writes the frames: ``prepare``'s
+    global reductions when they take a pass of their own (``pipeline._global_pass``), or the
+    first-block guess of the one-read write (``onepass.speculate``). The rest of a run is opening,
+    the pass that cuts and writes the frames (measuring the reductions on the way) and finishing.
+    Returns the list the durations are appended to."""
+    from ptydask import onepass
     from ptydask.steps import pipeline
 
     spent: list[float] = []
-    original = pipeline._global_pass
 
-    def timed(*args, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            spent.append(time.perf_counter() - t0)
+    def timed(original):
+        def run(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent.append(time.perf_counter() - t0)
+        return run
 
-    pipeline._global_pass = timed
+    pipeline._global_pass = timed(pipeline._global_pass)
+    onepass.speculate = timed(onepass.speculate)
     return spent
 
 

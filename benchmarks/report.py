@@ -153,15 +153,18 @@ def markdown(results: dict) -> list[str]:
                       f"{cfg['frames_per_call']} frames), ROI, orientation, rebin and writing; the driver only reads "
                       "frames one by one, corrects dark/flat and hands over the detector's known bad pixels as the "
                       "mask (ptypy has no automatic masks)."]
-    lines += ["", "Where the time goes (columns *reductions* / *blockwise + write* of section 1): the floor reads "
-                  "every raw byte once and writes; ptydask reads every raw frame twice -- one pass for the automatic "
-                  "masks and the automatic centre together (plus the first block once more, to pick the candidate "
-                  "pixels), then the blockwise pass that cuts, corrects, orients, rebins and writes -- and does the "
-                  "float64 arithmetic the floor skips. On compressed input the decompression dominates: the floor "
-                  "decompresses each chunk once on one core; ptydask decompresses it twice, on all cores (2 here), "
-                  "so its decompression alone takes about as long as the floor's whole run: 1.5x the floor needs "
-                  "more cores than this machine has (about 2 decompressions + the arithmetic, divided by the cores, "
-                  "must fit in 2/3 of the floor's time)."]
+    lines += ["", "Where the time goes (column *before / pass* of section 1: the time before the pass that "
+                  "writes the frames, and the rest): `run_recipe` reads the raw frames once "
+                  "(`ptydask.prepare_to_ptyd`): it reads the first block alone to guess the automatic masks and "
+                  "centre (and to pick the candidate pixels of the one-pass centre), then one pass cuts, corrects, "
+                  "orients, rebins and writes every block on the guessed window while measuring the masks and the "
+                  "centre on the same raw block; meta, info and weights are fixed before the file is renamed into "
+                  "place (the frames are written again only if the centre over all frames falls into another pixel "
+                  "than the first block's). Compared with the floor it does the float64 arithmetic (corrections, "
+                  "per-pixel statistics, centre sums, rebin) on 2 cores, and reads the first block twice. On "
+                  "compressed input the decompression dominates: the floor decompresses each chunk once on one "
+                  "core, ptydask too but on all cores (2 here) -- that and the arithmetic must fit in 2/3 of the "
+                  "floor's time for 1.5x."]
 
     history = [h for h in results.get("history", []) if h.get("date") != results.get("date")]
     if history:
@@ -182,7 +185,7 @@ def markdown(results: dict) -> list[str]:
     for kind, label in (("plain", "uncompressed input"), ("bslz4", "bitshuffle-LZ4 input")):
         rows = results["e2e"].get(kind, {})
         floor = _stats(rows.get("floor", []))
-        lines += [f"**{label}**", "", "| case | time (s) | reductions / blockwise + write (s) | whole process (s) | "
+        lines += [f"**{label}**", "", "| case | time (s) | before / pass (s) | whole process (s) | "
                   "GB/s of raw frames | vs floor | peak RSS (MiB) |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for case, rs in rows.items():

@@ -22,12 +22,14 @@ from .parallel import connect, prepare_mpi, split_scan, to_ptyd_distributed, to_
 from .ptyscan import EOS, WAIT, PtydScan, PtyScan, ScanPtyScan
 from .sources import open_frames
 from .steps import prepare
+from .onepass import prepare_to_ptyd
 
 __version__ = "0.1.0"
 
 __all__ = [
     "open_frames",
     "prepare",
+    "prepare_to_ptyd",
     "from_arrays",
     "PtyScan",
     "PtydScan",

@@ -82,12 +82,19 @@ class BlockWriter:
         set_root_attrs(f)
         chunks = f.create_group("chunks")
         chunks.attrs.create("type", "dict", dtype=_STR)
+        self.write_meta_info(f, info)
+        return chunks
+
+    def write_meta_info(self, f: h5py.File, info: dict[str, Any] | None = None) -> None:
+        """``meta/`` and ``info/`` of a master (replacing those there)."""
+        for key in ("meta", "info"):
+            if key in f:
+                del f[key]
         meta = f.create_group("meta")
         meta.attrs.create("type", "dict", dtype=_STR)
         for key in META_KEYS:
             write_value(meta, key, self.meta[key])
         write_value(f, "info", {**self.info, **(info or {})})
-        return chunks
 
     def new_group(self, chunks: h5py.Group, number: int, n: int) -> h5py.Group:
         """``chunks/<number>`` (tagged ``dict``) with empty frame datasets of ``n`` frames."""
@@ -164,7 +171,7 @@ class BlockWriter:
         if self.per_frame_weights:
             self._write_frames(grp["weights"], offset, n, payload["weights"])
         else:
-            self._write_constant_weights(grp["weights"], offset, n)
+            self.write_weights2d(grp["weights"], offset, n)
 
     def _write_frames(self, ds: h5py.Dataset, offset: int, n: int, payload: Any) -> None:
         if isinstance(payload, np.ndarray):
@@ -174,7 +181,8 @@ class BlockWriter:
         for j, chunk in enumerate(payload):
             ds.id.write_direct_chunk((offset + j * k, 0, 0), chunk, filter_mask=0)
 
-    def _write_constant_weights(self, ds: h5py.Dataset, offset: int, n: int) -> None:
+    def write_weights2d(self, ds: h5py.Dataset, offset: int, n: int) -> None:
+        """The shared 2-D weights into frames ``offset:offset + n`` of the weights dataset ``ds``."""
         k, w2 = ds.chunks[0], self.weights2d
         if offset % k:
             ds[offset : offset + n] = np.broadcast_to(w2, (n,) + w2.shape)

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,17 @@ from ..errors import GeometryError, OutputError, OutputExistsError, ParameterErr
 from ..scan import meta_of, validate_scan
 from .layout import BlockWriter, finalize, remove, tmp_name
 
-__all__ = ["to_ptyd", "SAVE_MODES", "COMPLETE_ATTR", "FINGERPRINT_ATTR"]
+__all__ = ["to_ptyd", "Mispredicted", "SAVE_MODES", "COMPLETE_ATTR", "FINGERPRINT_ATTR"]
 
 SAVE_MODES = ("append", "link", "merge")
 #: Root attribute of an ``.incomplete`` append file: the plan's fingerprint (JSON).
 FINGERPRINT_ATTR = "ptydask_plan"
 #: Attribute of a chunk group that is fully written (append mode, removed at the end).
 COMPLETE_ATTR = "ptydask_complete"
+
+
+class Mispredicted(Exception):
+    """A write with ``_late`` abandoned: the frames written are not those of the final Scan (nothing is left)."""
 
 
 def to_ptyd(
@@ -64,6 +69,7 @@ def to_ptyd(
     progress: bool | None = None,
     max_in_flight: int | None = None,
     resume: bool = False,
+    _late: Callable[[], xr.Dataset | None] | None = None,
 ) -> Path:
     """Write ``scan`` to ``path`` as a ``.ptyd`` file that ptypy's ``PtydScan`` reads.
 
@@ -86,6 +92,10 @@ def to_ptyd(
         ``<path>.incomplete`` when it holds the same plan (frames, blocks, dtypes,
         frame shape, options, meta, positions); else start over with a warning.
         An interrupted (Ctrl-C) append run keeps its ``.incomplete`` file for this.
+    _late : (internal, ``ptydask.onepass``) called once all frames are written, before the
+        output is renamed into place: returns the Scan whose ``meta``, ``info`` and shared 2-D
+        weights replace those of ``scan`` (same frames), or ``None`` to abandon the write
+        (raises :class:`Mispredicted`).
 
     Returns the path of the master file.
     """
@@ -96,13 +106,15 @@ def to_ptyd(
     if resume and save != "append":
         raise ParameterError(f"resume: only save='append' writes can be resumed, got save={save!r}")
     client = active_client()
+    if _late is not None and (resume or client is not None):
+        raise ParameterError("_late: not with resume=True or a distributed client")
     if save == "link" and client is not None:  # on a cluster, workers write their own part files
         from ..parallel.distributed import write_link_parts
 
         return write_link_parts(scan, Path(os.path.abspath(path)), client, chunk_format, overwrite,
                                 compression=compression, compression_level=compression_level, shuffle=shuffle,
                                 frames_per_hdf5_chunk=frames_per_hdf5_chunk, max_in_flight=max_in_flight)["path"]
-    plan = _Plan(scan, path, save, chunk_format, options)
+    plan = _Plan(scan, path, save, chunk_format, options, late=_late)
     _check_output(path, overwrite)
     written: list[Path] = []
     try:
@@ -110,7 +122,8 @@ def to_ptyd(
         finalize(plan.writer, written, overwrite, len(plan.ranges) if save == "link" else None)
         written.clear()
     except BaseException as exc:
-        keep = tmp_name(path) if isinstance(exc, KeyboardInterrupt) and save == "append" else None
+        resumable = isinstance(exc, KeyboardInterrupt) and save == "append" and _late is None
+        keep = tmp_name(path) if resumable else None
         for p in written:
             if p != keep:
                 remove(p)
@@ -176,7 +189,8 @@ class _Plan:
     """Everything the writer needs, checked before the first byte is written: the Dask arrays,
     positions and indices, the block ranges, and the :class:`BlockWriter` of the file layout."""
 
-    def __init__(self, scan: xr.Dataset, path: Path, save: str, chunk_format: str, options: dict[str, Any]):
+    def __init__(self, scan: xr.Dataset, path: Path, save: str, chunk_format: str, options: dict[str, Any],
+                 late: Callable[[], xr.Dataset | None] | None = None):
         n, h, w = scan["data"].shape
         if n == 0:
             raise ScanError(f"{path}: the scan has no frames; an empty .ptyd cannot be read by ptypy")
@@ -186,7 +200,7 @@ class _Plan:
                 "(ptypy cannot reconstruct without them); pass positions= to from_arrays"
             )
         _required_geometry(scan)
-        self.path, self.save = path, save
+        self.path, self.save, self.chunk_format, self.options, self.late = path, save, chunk_format, options, late
         self.shape = (n, h, w)
         data = scan["data"].data
         self.data = data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=(n, h, w))
@@ -273,12 +287,40 @@ class _Plan:
             finally:
                 if bar is not None:
                     bar.close()
+            if self.late is not None:
+                self._replace_late(f, written)
             if self.save == "append":
                 for name in chunks:
                     if COMPLETE_ATTR in chunks[name].attrs:
                         del chunks[name].attrs[COMPLETE_ATTR]
                 if FINGERPRINT_ATTR in f.attrs:
                     del f.attrs[FINGERPRINT_ATTR]
+
+    def _replace_late(self, f: h5py.File, written: list[Path]) -> None:
+        """After the frames: ``meta``, ``info`` and the shared weights of the Scan ``late()`` returns."""
+        final = self.late()
+        if final is None:
+            raise Mispredicted(f"{self.path}: the frames written are not those of the final Scan")
+        new = _Plan(validate_scan(final), self.path, self.save, self.chunk_format, self.options)
+        old, bw = self.writer, new.writer
+        same = (new.shape == self.shape and new.ranges == self.ranges and bw.dtype == old.dtype
+                and bw.weights_dtype == old.weights_dtype and not bw.per_frame_weights and not old.per_frame_weights
+                and np.array_equal(new.positions, self.positions) and np.array_equal(new.indices, self.indices))
+        if not same:
+            raise Mispredicted(f"{self.path}: the final Scan does not match the frames written")
+        bw.write_meta_info(f)
+        self.writer = bw
+        if np.array_equal(bw.weights2d, old.weights2d):  # the weights written with the frames are final
+            return
+        chunks = f["chunks"]
+        if self.save == "merge":
+            bw.write_weights2d(chunks["0"]["weights"], 0, self.shape[0])
+        for i, (start, stop) in enumerate(self.ranges):
+            if self.save == "append":
+                bw.write_weights2d(chunks[str(i)]["weights"], 0, stop - start)
+            elif self.save == "link":
+                with h5py.File(tmp_name(bw.part_path(i)), "r+") as part:
+                    bw.write_weights2d(part["weights"], 0, stop - start)
 
     def _encode_block(self, i: int, blocks: tuple[np.ndarray, ...]) -> dict[str, Any]:
         """Compress block ``i`` (runs in a worker thread or process)."""
@@ -308,7 +350,7 @@ class _Plan:
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot create {master_tmp}: {exc}") from exc
         self.writer.write_skeleton(f)
-        if self.save == "append":
+        if self.save == "append" and self.late is None:
             f.attrs[FINGERPRINT_ATTR] = self.fingerprint()
         f.flush()
         return f

@@ -19,7 +19,8 @@ import numpy as np
 import xarray as xr
 
 from ..errors import OutputExistsError, PtydaskError
-from ..ptyd import open_ptyd, to_ptyd
+from ..onepass import prepare_to_ptyd
+from ..ptyd import open_ptyd
 from ..sources import open_frames
 from ..steps import prepare
 from .load import load_recipe
@@ -234,8 +235,8 @@ def run_recipe(
             return RecipeResult(path, plan=render_plan(recipe, open_recipe_source(recipe), out))
         if path.exists() and not overwrite:  # before any expensive step
             raise OutputExistsError(f"{path}: exists; pass overwrite=True (CLI: --overwrite) to replace it")
-        prepared = build(recipe)
-        to_ptyd(prepared, path, **out)
+        scan = open_recipe_source(recipe)
+        prepared = prepare_to_ptyd(scan, path, prepare_kwargs(recipe, scan), **out)
     except PtydaskError as exc:
         if str(exc).startswith(recipe.where):
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import dask.array as da
@@ -97,6 +98,95 @@ def prepare(
     Returns a new lazy Scan; meta ``center``, ``shape``, ``psize``, ``num_frames`` and
     ``info`` are updated. Raises ParameterError/GeometryError/ScanError on bad input.
     """
+    plan = plan_prepare(
+        scan, shape=shape, center=center, auto_center=auto_center, orientation=orientation, rebin=rebin,
+        rebin_mode=rebin_mode, dark=dark, flat=flat, mask=mask, padding=padding, normalisation=normalisation,
+        num_frames=num_frames, hot_pixels=hot_pixels, dead_pixels=dead_pixels, saturation=saturation,
+        combine=combine,
+    )
+    return plan.build(*plan.measure())
+
+
+@dataclass
+class PreparePlan:
+    """What :func:`prepare` knows before reading a frame: the checked parameters and inputs.
+
+    ``measure`` runs the global reductions (reading the frames); ``build`` makes the lazy
+    prepared Scan from their results. Split so that a sink can obtain the reductions
+    another way (``ptydask.steps.speculative``: during the pass that writes the frames).
+    """
+
+    scan: xr.Dataset
+    sub: xr.Dataset
+    frames: da.Array
+    keep: int
+    meta_frames: int
+    geom: Geometry
+    raw_center: Any
+    center_rule: str
+    auto_center: Optional[bool]
+    rebin_mode: str
+    masks: MaskRequest
+    inputs: Inputs
+    mask: Any
+    combine: Optional[Combine]
+    square_note: Optional[str]
+
+    def measure(self) -> tuple[Measured, dict[str, Any]]:
+        """The global reductions the parameters need, computed now (see :func:`_global_pass`)."""
+        return _global_pass(self.frames, self.inputs, self.geom, self.raw_center, self.masks, self.mask, self.combine)
+
+    def center(self, measured: Measured) -> tuple[float, float]:
+        """The centre (row, col) px of the padded frame: given, or the measured automatic one."""
+        if self.raw_center is not AUTO:
+            return self.raw_center
+        return inside(measured.center, self.geom.padded, "automatic centre")
+
+    def build(self, measured: Measured, counted: dict[str, Any], recorder: Any = None) -> xr.Dataset:
+        """The lazy prepared Scan for the reductions ``measured``/``counted``. ``recorder``: an object whose
+        ``record(block_index, raw_block)`` each frame block is handed to when the prepared frames are
+        computed (see ``ptydask.steps.speculative``)."""
+        geom, inputs = self.geom, self.inputs
+        resolved = self.center(measured)
+        window = geom.window(resolved)
+        data = _frames(self.frames, inputs, geom, window, self.rebin_mode, recorder)
+        weights = _weights(self.frames, inputs, geom, window, measured)
+        info = _info(self.scan, geom, resolved, self.center_rule, self.auto_center, self.rebin_mode, self.keep,
+                     inputs, measured, self.square_note, counted, self.masks)
+        psize = self.scan.attrs.get("psize")
+        out = with_data(
+            self.sub, data, weights,
+            center=geom.output_center(resolved),
+            psize=None if psize is None else (psize[0] * geom.rebin, psize[1] * geom.rebin),
+            num_frames=self.meta_frames,
+            info=info,
+        )
+        if "normalisation" in inputs.origin and "monitor" in out:
+            out = out.drop_vars("monitor")
+        return out
+
+
+def plan_prepare(
+    scan: xr.Dataset,
+    *,
+    shape: Any = 256,
+    center: Any = "fftshift",
+    auto_center: Optional[bool] = None,
+    orientation: Any = None,
+    rebin: Optional[int] = None,
+    rebin_mode: str = "mean",
+    dark: Any = None,
+    flat: Any = None,
+    mask: Any = None,
+    padding: Any = None,
+    normalisation: Any = None,
+    num_frames: Optional[int] = None,
+    hot_pixels: Optional[float] = None,
+    dead_pixels: bool = False,
+    saturation: Optional[float] = None,
+    combine: Optional[Combine] = None,
+) -> PreparePlan:
+    """Check the parameters of :func:`prepare` (same meaning) against ``scan``; reads no frame."""
     validate_scan(scan)
     n_all = scan.sizes["frame"]
     keep, meta_frames = frames_to_keep(num_frames, n_all, frames_expected(scan))
@@ -126,25 +216,8 @@ def prepare(
     if keep == 0 and raw_center is AUTO:
         raise ParameterError("num_frames/auto_center: no frame to compute the automatic centre from")
 
-    measured, counted = _global_pass(frames, inputs, geom, raw_center, masks, mask, combine)
-    resolved = raw_center if raw_center is not AUTO else inside(measured.center, geom.padded, "automatic centre")
-    window = geom.window(resolved)
-
-    data = _frames(frames, inputs, geom, window, rebin_mode)
-    weights = _weights(frames, inputs, geom, window, measured)
-    info = _info(scan, geom, resolved, center_rule, auto_center, rebin_mode, keep, inputs, measured,
-                 square_note, counted, masks)
-    psize = scan.attrs.get("psize")
-    out = with_data(
-        sub, data, weights,
-        center=geom.output_center(resolved),
-        psize=None if psize is None else (psize[0] * geom.rebin, psize[1] * geom.rebin),
-        num_frames=meta_frames,
-        info=info,
-    )
-    if "normalisation" in inputs.origin and "monitor" in out:
-        out = out.drop_vars("monitor")
-    return out
+    return PreparePlan(scan, sub, frames, keep, meta_frames, geom, raw_center, center_rule, auto_center, rebin_mode,
+                       masks, inputs, mask, combine, square_note)
 
 
 def _global_pass(frames: da.Array, inputs: Inputs, geom: Geometry, raw_center: Any, masks: MaskRequest,
@@ -168,8 +241,7 @@ def _global_pass(frames: da.Array, inputs: Inputs, geom: Geometry, raw_center: A
     fraction_first = need_fraction and not need_center and not masks.any()
     extra: dict[str, Any] = {}
     if inputs.mask is not None and (not isinstance(mask, da.Array) or need_center or masks.any() or need_fraction):
-        invalid = inputs.mask == 0
-        extra["user"] = (invalid.any(axis=0) if invalid.ndim == 3 else invalid).sum()
+        extra["user"] = user_invalid(inputs)
     if not (need_center or masks.any() or need_fraction or extra):
         return Measured(), {}
     fraction = (geom.window(raw_center), geom.orientation, geom.rebin) if fraction_first else None
@@ -183,10 +255,7 @@ def _global_pass(frames: da.Array, inputs: Inputs, geom: Geometry, raw_center: A
                                     need_center=need_center and not center_after_masks, masks=masks,
                                     fraction=fraction, extra=extra, combine=combine)
     if center_after_masks and measured.center is None:
-        masked, _ = measure(frames, inputs_with_bad(inputs, measured.bad), padding=geom.padding, need_center=True,
-                            masks=MaskRequest(), fraction=None, extra={}, combine=combine)
-        measured.center, measured.empty_frames = masked.center, masked.empty_frames
-        measured.center_with_masks = "second pass"
+        masked_centre_pass(frames, inputs, geom, measured, combine)
     if need_fraction and not fraction_first:
         center = inside(measured.center, geom.padded, "automatic centre") if need_center else raw_center
         second, _ = measure(frames, inputs_with_bad(inputs, measured.bad), padding=geom.padding, need_center=False,
@@ -194,6 +263,22 @@ def _global_pass(frames: da.Array, inputs: Inputs, geom: Geometry, raw_center: A
                             combine=combine)
         measured.max_fraction = second.max_fraction
     return measured, counted
+
+
+def masked_centre_pass(frames: da.Array, inputs: Inputs, geom: Geometry, measured: Measured,
+                       combine: Optional[Combine] = None) -> None:
+    """A second pass over the frames: the automatic centre with the automatic masks ``measured.bad``
+    applied, set on ``measured``."""
+    masked, _ = measure(frames, inputs_with_bad(inputs, measured.bad), padding=geom.padding, need_center=True,
+                        masks=MaskRequest(), fraction=None, extra={}, combine=combine)
+    measured.center, measured.empty_frames = masked.center, masked.empty_frames
+    measured.center_with_masks = "second pass"
+
+
+def user_invalid(inputs: Inputs) -> da.Array:
+    """Lazy count of the pixels the user mask makes invalid (in any frame, for a per-frame mask)."""
+    invalid = inputs.mask == 0
+    return (invalid.any(axis=0) if invalid.ndim == 3 else invalid).sum()
 
 
 def inputs_with_bad(inputs: Inputs, bad: Optional[np.ndarray]) -> Inputs:
@@ -213,17 +298,34 @@ def _empty(arr: Optional[da.Array]) -> Optional[np.ndarray]:
     return np.zeros(shape, dtype=arr.dtype)
 
 
-def _frames(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[Window], mode: str) -> da.Array:
-    """The prepared frames: one ``map_blocks`` task per block (the input itself if nothing changes)."""
-    if window is None and not inputs.corrects and not any(geom.padding):
+def _frames(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[Window], mode: str,
+            recorder: Any = None) -> da.Array:
+    """The prepared frames: one ``map_blocks`` task per block (the input itself if nothing changes and
+    nothing is recorded)."""
+    unchanged = window is None and not inputs.corrects and not any(geom.padding)
+    if unchanged and recorder is None:
         return frames
     kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin, mode=mode)
     sides = (inputs.dark, inputs.flat, inputs.divisor, inputs.multiplier)
+    if unchanged:
+        meta = _empty(frames)
+        return da.map_blocks(_recorded, frames, recorder=recorder, kernel=None, name=f"prepared-{recorder.token}",
+                             dtype=frames.dtype, meta=meta)
     meta = kernels.frames_block(_empty(frames), *(_empty(a) for a in sides), **kw)
-    return da.map_blocks(
-        kernels.frames_block, frames, *sides, **kw,
-        chunks=(frames.chunks[0], (meta.shape[1],), (meta.shape[2],)), meta=meta,
-    )
+    chunks = (frames.chunks[0], (meta.shape[1],), (meta.shape[2],))
+    if recorder is not None:
+        return da.map_blocks(_recorded, frames, *sides, recorder=recorder, kernel=kw, chunks=chunks, meta=meta,
+                             name=f"prepared-{recorder.token}")
+    return da.map_blocks(kernels.frames_block, frames, *sides, **kw, chunks=chunks, meta=meta)
+
+
+def _recorded(frames: np.ndarray, *sides: Optional[np.ndarray], recorder: Any, kernel: Optional[dict],
+              block_info: Optional[dict] = None) -> np.ndarray:
+    """``kernels.frames_block`` (keywords ``kernel``; ``None``: the frames as they are) of one block, after
+    handing the raw block to ``recorder``."""
+    if block_info is not None:  # dask's dry runs (meta inference) have none
+        recorder.record(block_info[0]["chunk-location"][0], frames)
+    return frames if kernel is None else kernels.frames_block(frames, *sides, **kernel)
 
 
 def _weights(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[Window],

@@ -9,6 +9,7 @@ sums of integers, maxima or per-frame values do not depend on the chunking.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -179,58 +180,131 @@ def measure_fused(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, 
     """Automatic masks and the centre with them applied, from ONE pass over the frames.
 
     The centre needs the masks, which need all frames. So the pass records, per frame, the centre
-    sums on the pixels valid before the automatic masks, and the values of *candidate* pixels: those
-    the first block already makes look hot (at half the sigma and a factor 1.25), saturated (at half
-    the level) or dead (only where a dead pixel could count: signed or float frames, or a negative
-    dark). A candidate found bad at the end is taken out of each frame's sums; a dead pixel of
-    unsigned frames counts 0 anyway. ``Measured.center`` is ``None`` when a pixel turned bad that was
-    not a candidate (then a second pass must compute the centre; the masks are final). Returns
-    ``None`` (nothing computed but the first block's statistics) when the candidates' record would
-    exceed ``CANDIDATE_BYTES``.
+    sums on the pixels valid before the automatic masks, and the values of *candidate* pixels (see
+    :class:`FusedPass`); a candidate found bad at the end is taken out of each frame's sums.
+    ``Measured.center`` is ``None`` when a pixel turned bad that was not a candidate (then a second
+    pass must compute the centre; the masks are final). Returns ``None`` (nothing computed but the
+    first block's statistics) when the candidates' record would exceed ``CANDIDATE_BYTES``.
     """
-    h, w = frames.shape[1:]
     first = dask.delayed(compiled.pixel_stats)(frames.blocks[0])
-    small = [base_valid(inputs), inputs.dark, inputs.flat]
-    stats0, valid, dark, flat = dask.compute(first, *(a if a is not None else None for a in small))
-    valid = np.asarray(valid, dtype=bool)
-    gain = valid if flat is None else valid & kernels.flat_valid(flat)
-    unsigned = frames.dtype.kind in "bu"
-    dead_count_zero = unsigned and (dark is None or bool(np.all(dark >= 0)))
-    cand = np.zeros((h, w), dtype=bool)
-    if masks.saturation is not None:
-        cand |= stats0[0] >= masks.saturation / 2
-    if masks.dead and not dead_count_zero:
-        cand |= stats0[0] <= 0
-    if masks.hot is not None:
-        cand |= kernels.hot_pixels(stats0[1], valid, masks.hot / 2, factor=1.25)
-    candidates = np.flatnonzero(cand & gain)
-    if candidates.size * frames.shape[0] * 8 > CANDIDATE_BYTES:
+    stats0, valid, dark, flat = dask.compute(first, base_valid(inputs), inputs.dark, inputs.flat)
+    fused = FusedPass.from_first(stats0, valid, dark, flat, frames, masks=masks, padding=padding, center=True)
+    if fused is None:
         return None
-    parts = [dask.delayed(compiled.stats_and_sums, nout=2)(block, valid, dark, flat, candidates)
-             for block in frames.to_delayed().ravel()]
+    parts = [dask.delayed(fused.block, nout=2)(block) for block in frames.to_delayed().ravel()]
     stats = _tree(_fold_stats, [p[0] for p in parts])
     sums = dask.delayed(np.concatenate)([p[1] for p in parts])
     keys = list(extra)
     stats, sums, *rest = dask.compute(stats, sums, *(extra[k] for k in keys))
-    values = {"max": stats[0], "sum": stats[1], "valid": valid}
-    out = Measured()
-    out.bad, out.counts = automatic_masks(values, masks)
-    drop = out.bad & gain
-    if dead_count_zero:
-        drop &= ~(stats[0] <= 0)
-    where = np.flatnonzero(drop)
-    if np.isin(where, candidates).all():
-        k = np.searchsorted(candidates, where)
-        rows, cols = np.divmod(where, w)
-        taken = sums[:, 3 + k]
-        total = sums[:, 0] - taken.sum(axis=1)
-        row_moment = sums[:, 1] - taken @ rows.astype(np.float64)
-        col_moment = sums[:, 2] - taken @ cols.astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_frame = np.stack([row_moment / total + padding[0], col_moment / total + padding[2]], axis=1)
-        out.center, out.empty_frames = mean_centre(per_frame)
-        out.center_with_masks = "one pass"
-    return out, dict(zip(keys, rest))
+    return fused.result(stats, sums), dict(zip(keys, rest))
+
+
+@dataclass
+class FusedPass:
+    """The per-block work and the final step of a one-pass reduction: automatic masks, and (``center``)
+    the centre with them applied.
+
+    ``valid`` (H, W) bool: pixels valid before the automatic masks; ``dark``/``flat``: (H, W) or
+    ``None``; ``candidates``: sorted flat indices of the pixels whose values each frame's record
+    keeps -- those the first block already makes look hot (at half the sigma and a factor 1.25),
+    saturated (at half the level) or dead (only where a dead pixel could count: signed or float
+    frames, or a negative dark). A dead pixel of unsigned frames counts 0 anyway.
+    """
+
+    masks: MaskRequest
+    padding: tuple[int, int, int, int]
+    width: int
+    valid: np.ndarray
+    dark: Optional[np.ndarray]
+    flat: Optional[np.ndarray]
+    gain: np.ndarray
+    candidates: np.ndarray
+    dead_count_zero: bool
+    center: bool
+
+    @classmethod
+    def from_first(cls, stats0: np.ndarray, valid: Any, dark: Optional[np.ndarray], flat: Optional[np.ndarray],
+                   frames: da.Array, *, masks: MaskRequest, padding: tuple[int, int, int, int],
+                   center: bool) -> Optional["FusedPass"]:
+        """The pass for ``frames`` given the first block's ``compiled.pixel_stats`` ``stats0``; ``None`` when
+        the candidates' record would exceed ``CANDIDATE_BYTES``."""
+        h, w = frames.shape[1:]
+        valid = np.asarray(valid, dtype=bool)
+        gain = valid if flat is None else valid & kernels.flat_valid(flat)
+        dead_count_zero = frames.dtype.kind in "bu" and (dark is None or bool(np.all(dark >= 0)))
+        cand = np.zeros((h, w), dtype=bool)
+        if center:
+            if masks.saturation is not None:
+                cand |= stats0[0] >= masks.saturation / 2
+            if masks.dead and not dead_count_zero:
+                cand |= stats0[0] <= 0
+            if masks.hot is not None:
+                cand |= kernels.hot_pixels(stats0[1], valid, masks.hot / 2, factor=1.25)
+        candidates = np.flatnonzero(cand & gain)
+        if candidates.size * frames.shape[0] * 8 > CANDIDATE_BYTES:
+            return None
+        return cls(masks, padding, int(w), valid, dark, flat, gain, candidates, dead_count_zero, center)
+
+    def block(self, frames: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """(stats (2, H, W), sums (n, 3 + K) or ``None`` without the centre) of one block of raw frames."""
+        if self.center:
+            return compiled.stats_and_sums(frames, self.valid, self.dark, self.flat, self.candidates)
+        return compiled.pixel_stats(frames), None
+
+    def result(self, stats: np.ndarray, sums: Optional[np.ndarray]) -> Measured:
+        """The measured masks (and centre) from the folded ``stats`` and all frames' ``sums``."""
+        out = Measured()
+        out.bad, out.counts = automatic_masks({"max": stats[0], "sum": stats[1], "valid": self.valid}, self.masks)
+        if not self.center:
+            return out
+        drop = out.bad & self.gain
+        if self.dead_count_zero:
+            drop &= ~(stats[0] <= 0)
+        where = np.flatnonzero(drop)
+        if np.isin(where, self.candidates).all():
+            k = np.searchsorted(self.candidates, where)
+            rows, cols = np.divmod(where, self.width)
+            taken = sums[:, 3 + k]
+            total = sums[:, 0] - taken.sum(axis=1)
+            row_moment = sums[:, 1] - taken @ rows.astype(np.float64)
+            col_moment = sums[:, 2] - taken @ cols.astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per_frame = np.stack([row_moment / total + self.padding[0], col_moment / total + self.padding[2]],
+                                     axis=1)
+            out.center, out.empty_frames = mean_centre(per_frame)
+            out.center_with_masks = "one pass"
+        return out
+
+
+class TreeFold:
+    """``_tree(fold, parts, split_every)`` computed as the parts arrive, in any order: each group is folded
+    as soon as it is complete, so at most a few groups per level are held, and the result is the
+    same as the lazy tree's (same groups, same order). Thread-safe."""
+
+    def __init__(self, fold: Callable[[list], Any], n: int, split_every: int = 8):
+        self.fold, self.k = fold, split_every
+        self.sizes = [n]
+        while self.sizes[-1] > 1:
+            self.sizes.append(-(-self.sizes[-1] // split_every))
+        self.pending: list[dict[int, Any]] = [{} for _ in self.sizes]
+        self.result: Any = None
+        self._lock = threading.Lock()
+
+    def add(self, i: int, part: Any) -> None:
+        """Part ``i`` (0 <= i < n) of the bottom level."""
+        with self._lock:
+            self._add(0, i, part)
+
+    def _add(self, level: int, i: int, part: Any) -> None:
+        if self.sizes[level] == 1:
+            self.result = part
+            return
+        pending = self.pending[level]
+        pending[i] = part
+        lo = (i // self.k) * self.k
+        hi = min(lo + self.k, self.sizes[level])
+        if all(j in pending for j in range(lo, hi)):
+            self._add(level + 1, i // self.k, self.fold([pending.pop(j) for j in range(lo, hi)]))
 
 
 def mean_centre(per_frame: np.ndarray) -> tuple[tuple[float, float], int]:

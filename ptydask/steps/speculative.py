@@ -1,0 +1,162 @@
+"""``prepare`` with its global reductions measured during the pass that computes the prepared frames.
+
+:func:`~ptydask.steps.prepare` needs the automatic masks (and the automatic
+centre) before it can cut a frame, so it reads the raw frames twice: once to
+measure, once to cut. A sink that can replace a few small things after the
+frames are written -- the ``.ptyd`` writer: ``meta``, ``info`` and the 2-D
+weights -- can do with one read:
+
+1. the first block is read and measured alone; its masks and centre are the
+   *guess* (the first block's statistics also choose the candidate pixels of
+   :class:`~ptydask.steps.reductions.FusedPass`, as in the two-pass way);
+2. the prepared frames are built on the guessed window, and every raw block
+   they are computed from is also handed to a :class:`Recorder`, which folds
+   the same per-block statistics the two-pass reduction computes, in the same
+   order (:class:`~ptydask.steps.reductions.TreeFold`);
+3. after the last block, :meth:`Speculation.finish` turns the records into the
+   final masks and centre. The prepared frames depend on them only through the
+   window, so when the final window is the guessed one the frames written are
+   exactly those of ``prepare`` and only meta, info and weights change. Else
+   (the centre moved by a pixel or more after the first block) the frames must
+   be computed again: :meth:`Speculation.final` is the right Scan, with the
+   measurements kept (one more pass, as many as ``prepare`` takes).
+
+Only for the one-pass cases of ``prepare``: automatic masks (with or without
+the automatic centre), validity, dark and flat the same for every frame, not a
+part of a scan (``combine``). :func:`speculate` returns ``None`` otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import dask
+import numpy as np
+import xarray as xr
+
+from ..errors import GeometryError
+from . import compiled
+from .params import AUTO
+from .pipeline import PreparePlan, masked_centre_pass, plan_prepare, user_invalid
+from .reductions import FusedPass, Measured, TreeFold, _fold_stats, base_valid, fusable
+
+
+class Recorder:
+    """Collects the per-block statistics of a :class:`FusedPass` from the blocks of raw frames it is handed
+    (in any order, from any thread; a block handed twice counts once)."""
+
+    def __init__(self, fused: FusedPass, nblocks: int):
+        self.fused, self.nblocks = fused, nblocks
+        self.token = uuid.uuid4().hex
+        self._stats = TreeFold(_fold_stats, nblocks)
+        self._sums: dict[int, Optional[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def __dask_tokenize__(self) -> str:
+        return self.token
+
+    def record(self, i: int, frames: np.ndarray) -> None:
+        """Measure block ``i`` of raw frames (n, H, W)."""
+        if i in self._sums:
+            return
+        self.add(i, *self.fused.block(frames))
+
+    def add(self, i: int, stats: np.ndarray, sums: Optional[np.ndarray]) -> None:
+        """The measurements of block ``i``, computed elsewhere."""
+        with self._lock:
+            if i in self._sums:
+                return
+            self._sums[i] = sums
+        self._stats.add(i, stats)
+
+    def complete(self) -> bool:
+        """True when every block was measured."""
+        return len(self._sums) == self.nblocks
+
+    def measured(self) -> Measured:
+        """The final masks (and centre, ``None`` if a pixel turned bad that was no candidate)."""
+        sums = np.concatenate([self._sums[i] for i in range(self.nblocks)]) if self.fused.center else None
+        return self.fused.result(self._stats.result, sums)
+
+
+@dataclass
+class Speculation:
+    """A prepared Scan (``scan``) built on guessed reductions whose frames measure the real ones as they
+    are computed; :meth:`finish` after all of them were."""
+
+    plan: PreparePlan
+    guess: Measured
+    counted: dict[str, Any]
+    recorder: Recorder
+    scan: xr.Dataset
+    measured: Optional[Measured] = field(default=None)
+
+    def finish(self) -> Optional[xr.Dataset]:
+        """The final prepared Scan when its frames are those of ``scan`` (the same window), else ``None``.
+
+        Call once every frame block of ``scan`` was computed. Raises what ``prepare`` raises on
+        the measured values (e.g. an automatic centre outside the frame)."""
+        if not self.recorder.complete():  # not every block was computed through ``scan``
+            return None
+        measured = self.recorder.measured()
+        plan = self.plan
+        if plan.raw_center is AUTO and measured.center is None:
+            masked_centre_pass(plan.frames, plan.inputs, plan.geom, measured)
+        self.measured = measured
+        if plan.geom.window(plan.center(measured)) != plan.geom.window(plan.center(self.guess)):
+            return None
+        return plan.build(measured, self.counted)
+
+    def final(self) -> xr.Dataset:
+        """The prepared Scan (what ``prepare`` returns), measuring now what :meth:`finish` did not."""
+        if self.measured is None:
+            return self.plan.build(*self.plan.measure())
+        return self.plan.build(self.measured, self.counted)
+
+
+def speculate(scan: xr.Dataset, **params: Any) -> Optional[Speculation]:
+    """A :class:`Speculation` for ``prepare(scan, **params)``, or ``None`` when ``prepare`` needs no global
+    reductions or not one-pass ones. Reads the first block of frames when the centre is automatic.
+    Raises what ``prepare`` raises on bad parameters."""
+    plan = plan_prepare(scan, **params)
+    frames, inputs = plan.frames, plan.inputs
+    if not plan.masks.any() or plan.combine is not None or frames.shape[0] == 0 or not fusable(frames, inputs):
+        return None
+    center = plan.raw_center is AUTO
+    counted: dict[str, Any] = {}
+    small = [base_valid(inputs), inputs.dark, inputs.flat]
+    if inputs.mask is not None:
+        small.append(user_invalid(inputs))
+    valid, dark, flat, *user = dask.compute(*small)
+    if user:
+        counted["user"] = user[0]
+    first = None
+    stats0 = None
+    if center:
+        first = np.asarray(frames.blocks[0].compute())
+        stats0 = compiled.pixel_stats(first)
+    fused = FusedPass.from_first(stats0, valid, dark, flat, frames, masks=plan.masks, padding=plan.geom.padding,
+                                 center=center)
+    if fused is None:
+        return None
+    recorder = Recorder(fused, len(frames.chunks[0]))
+    if center:
+        part = fused.block(first)
+        del first
+        try:  # no guess (no valid intensity, a centre outside the frame): the two-pass way says why
+            guess = fused.result(*part)
+            if guess.center is None:
+                return None
+            plan.center(guess)
+        except GeometryError:
+            return None
+        recorder.add(0, *part)
+    else:
+        guess = Measured(bad=np.zeros(frames.shape[1:], dtype=bool))
+    return Speculation(plan, guess, counted, recorder, plan.build(guess, counted, recorder))
+
+
+__all__ = ["Speculation", "Recorder", "speculate"]
