@@ -121,7 +121,7 @@ def test_auto_centre_and_masks_one_read_same_file(tmp_path, monkeypatch, save, c
     one = tmp_path / "one" / "out.ptyd"
     prepared = prepare_to_ptyd(scan, one, params, progress=False, save=save, compression=compression)
     assert counted.measure == 0 and counted.finish_none == 0
-    assert counted.recorded == 6  # every block once (the first: its record is the guess's)
+    assert counted.recorded == 6  # every block once
     assert_same_files(two, one)
     assert prepared.attrs["info"]["masks"]["hot"] >= 1
     assert any("same pass" in d for d in prepared.attrs["info"]["deviations"])

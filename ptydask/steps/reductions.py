@@ -9,8 +9,10 @@ sums of integers, maxima or per-frame values do not depend on the chunking.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -186,7 +188,7 @@ def measure_fused(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, 
     pass must compute the centre; the masks are final). Returns ``None`` (nothing computed but the
     first block's statistics) when the candidates' record would exceed ``CANDIDATE_BYTES``.
     """
-    first = dask.delayed(compiled.pixel_stats)(frames.blocks[0])
+    first = dask.delayed(first_block_stats)(frames.blocks[0])
     stats0, valid, dark, flat = dask.compute(first, base_valid(inputs), inputs.dark, inputs.flat)
     fused = FusedPass.from_first(stats0, valid, dark, flat, frames, masks=masks, padding=padding, center=True)
     if fused is None:
@@ -197,6 +199,23 @@ def measure_fused(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, 
     keys = list(extra)
     stats, sums, *rest = dask.compute(stats, sums, *(extra[k] for k in keys))
     return fused.result(stats, sums), dict(zip(keys, rest))
+
+
+def in_pieces(func: Callable[[np.ndarray], Any], frames: np.ndarray) -> list:
+    """``func`` on consecutive frame ranges of ``frames`` (one per CPU), in threads; results in order."""
+    n = frames.shape[0]
+    k = max(1, min(os.cpu_count() or 1, n))
+    bounds = [n * i // k for i in range(k + 1)]
+    pieces = [frames[bounds[i] : bounds[i + 1]] for i in range(k)]
+    if k == 1:
+        return [func(pieces[0])]
+    with ThreadPoolExecutor(max_workers=k, thread_name_prefix="ptydask-first") as pool:
+        return list(pool.map(func, pieces))
+
+
+def first_block_stats(frames: np.ndarray) -> np.ndarray:
+    """``compiled.pixel_stats`` of the first block (the candidates of :class:`FusedPass`), on all CPUs."""
+    return _fold_stats(in_pieces(compiled.pixel_stats, np.asarray(frames)))
 
 
 @dataclass

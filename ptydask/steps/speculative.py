@@ -6,8 +6,9 @@ measure, once to cut. A sink that can replace a few small things after the
 frames are written -- the ``.ptyd`` writer: ``meta``, ``info`` and the 2-D
 weights -- can do with one read:
 
-1. the first block is read and measured alone; its masks and centre are the
-   *guess* (the first block's statistics also choose the candidate pixels of
+1. the first block is read and measured alone (on all CPUs): its masks, and
+   the centre of its frames with those masks, are the *guess* (its statistics
+   also choose the candidate pixels of
    :class:`~ptydask.steps.reductions.FusedPass`, as in the two-pass way);
 2. the prepared frames are built on the guessed window, and every raw block
    they are computed from is also handed to a :class:`Recorder`, which folds
@@ -41,7 +42,8 @@ from ..errors import GeometryError
 from . import compiled
 from .params import AUTO
 from .pipeline import PreparePlan, masked_centre_pass, plan_prepare, user_invalid
-from .reductions import FusedPass, Measured, TreeFold, _fold_stats, base_valid, fusable
+from .reductions import (FusedPass, Measured, TreeFold, _fold_stats, automatic_masks, base_valid,
+                         first_block_stats, fusable, in_pieces, mean_centre)
 
 
 class Recorder:
@@ -133,29 +135,30 @@ def speculate(scan: xr.Dataset, **params: Any) -> Optional[Speculation]:
     valid, dark, flat, *user = dask.compute(*small)
     if user:
         counted["user"] = user[0]
-    first = None
-    stats0 = None
+    first = stats0 = None
     if center:
         first = np.asarray(frames.blocks[0].compute())
-        stats0 = compiled.pixel_stats(first)
+        stats0 = first_block_stats(first)
     fused = FusedPass.from_first(stats0, valid, dark, flat, frames, masks=plan.masks, padding=plan.geom.padding,
                                  center=center)
     if fused is None:
         return None
-    recorder = Recorder(fused, len(frames.chunks[0]))
     if center:
-        part = fused.block(first)
+        guess = Measured()
+        guess.bad, guess.counts = automatic_masks({"max": stats0[0], "sum": stats0[1], "valid": fused.valid},
+                                                  plan.masks)
+        good = fused.valid & ~guess.bad
+        centres = np.concatenate(in_pieces(lambda f: compiled.mass_centres(f, good, dark, flat), first))
         del first
+        pad = plan.geom.padding
         try:  # no guess (no valid intensity, a centre outside the frame): the two-pass way says why
-            guess = fused.result(*part)
-            if guess.center is None:
-                return None
+            guess.center, _ = mean_centre(centres + (pad[0], pad[2]))
             plan.center(guess)
         except GeometryError:
             return None
-        recorder.add(0, *part)
     else:
         guess = Measured(bad=np.zeros(frames.shape[1:], dtype=bool))
+    recorder = Recorder(fused, len(frames.chunks[0]))
     return Speculation(plan, guess, counted, recorder, plan.build(guess, counted, recorder))
 
 
