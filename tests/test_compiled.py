@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -91,3 +92,16 @@ def test_pixel_stats_nan_propagates_like_numpy():
     frames[0, 1, 1] = np.nan
     stats = compiled.pixel_stats(frames)
     np.testing.assert_array_equal(stats[0], frames.max(axis=0).astype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.int8, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
+                                   np.float32])
+def test_statistics_exact_for_every_frame_type(dtype):
+    """Integer frames of up to 4 bytes are accumulated as integers: the same float64 results."""
+    frames = (np.random.default_rng(3).random((9, 5, 4)) * 120 - (0 if np.dtype(dtype).kind in "bu" else 60)).astype(dtype)
+    frames[4, 2, 2] = 1 if dtype is bool else 100
+    expected = np.stack([frames.max(axis=0).astype(np.float64), frames.sum(axis=0, dtype=np.float64)])
+    np.testing.assert_array_equal(compiled.pixel_stats(frames), expected)
+    stats, sums = compiled.stats_and_sums(frames, np.ones((5, 4), bool), None, None, np.array([3, 10]))
+    np.testing.assert_array_equal(stats, expected)
+    np.testing.assert_array_equal(sums[:, 3], frames[:, 0, 3].astype(np.float64))

@@ -147,11 +147,12 @@ def _frame_sums(frames, has_dark, dark, gain, with_stats, peak, total, rows, col
             top = peak[i if with_stats else 0]
             acc = total[i if with_stats else 0]
             for j in range(w):
-                x = np.float64(src[j])
+                xi = src[j]
                 if with_stats:
-                    if f == 0 or x > top[j] or x != x:
-                        top[j] = x
-                    acc[j] += x
+                    if f == 0 or xi > top[j] or xi != xi:
+                        top[j] = xi
+                    acc[j] += xi
+                x = np.float64(xi)
                 v = max(x - d[j], 0.0) if has_dark else x
                 v = v * g[j]
                 rs += v
@@ -177,16 +178,38 @@ def stats_and_sums(frames: np.ndarray, valid: np.ndarray, dark, flat, candidates
     indices), 0 where not valid -- so that a pixel found bad later can be taken out of the sums.
     """
     n, h, w = frames.shape
-    stats = np.zeros((2, h, w), dtype=np.float64)
     sums = np.empty((n, 3 + candidates.size), dtype=np.float64)
     if n == 0:
-        stats[0] = -np.inf
-        return stats, sums
+        return _no_stats(h, w), sums
     gain = _gain(valid, flat)
     d = _NONE_2D if dark is None else np.ascontiguousarray(dark, dtype=np.float64)
     rows, cols = np.divmod(np.asarray(candidates, dtype=np.int64), w)
-    _frame_sums(frames, dark is not None, d, gain, True, stats[0], stats[1], rows, cols, sums)
-    return stats, sums
+    peak, total = _stat_arrays(frames.dtype, h, w)
+    _frame_sums(frames, dark is not None, d, gain, True, peak, total, rows, cols, sums)
+    return _as_stats(peak, total), sums
+
+
+def _no_stats(h: int, w: int) -> np.ndarray:
+    """The statistics of no frame: maximum -inf, sum 0."""
+    stats = np.zeros((2, h, w), dtype=np.float64)
+    stats[0] = -np.inf
+    return stats
+
+
+def _stat_arrays(dtype: np.dtype, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel maximum and sum accumulators: integers in the frames' type and int64 for integer frames
+    of up to 4 bytes (exact, and faster than float64), else float64."""
+    if dtype.kind in "ui" and dtype.itemsize <= 4:
+        return np.zeros((h, w), dtype=dtype), np.zeros((h, w), dtype=np.int64)
+    return np.zeros((h, w), dtype=np.float64), np.zeros((h, w), dtype=np.float64)
+
+
+def _as_stats(peak: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """(2, H, W) float64 statistics from the accumulators."""
+    stats = np.empty((2,) + peak.shape, dtype=np.float64)
+    stats[0] = peak
+    stats[1] = total
+    return stats
 
 
 def _gain(valid: np.ndarray, flat) -> np.ndarray:
@@ -208,7 +231,7 @@ def _pixel_stats(frames, peak, total):  # pragma: no cover - compiled
             top = peak[i]
             acc = total[i]
             for j in range(w):
-                v = np.float64(src[j])
+                v = src[j]
                 if f == 0 or v > top[j] or v != v:  # NaN propagates, as in numpy's max
                     top[j] = v
                 acc[j] += v
@@ -219,9 +242,8 @@ def pixel_stats(frames: np.ndarray) -> np.ndarray:
 
     """
     n, h, w = frames.shape
-    out = np.zeros((2, h, w), dtype=np.float64)
     if n == 0:
-        out[0] = -np.inf
-        return out
-    _pixel_stats(frames, out[0], out[1])
-    return out
+        return _no_stats(h, w)
+    peak, total = _stat_arrays(frames.dtype, h, w)
+    _pixel_stats(frames, peak, total)
+    return _as_stats(peak, total)
