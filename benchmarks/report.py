@@ -170,7 +170,7 @@ def markdown(results: dict) -> list[str]:
     if history:
         runs = history + [{"date": results.get("date", "this run"), "loads": results.get("loads", []),
                            "targets": [[t, r, v] for t, _, r, v in ratio_rows(results)]}]
-        lines += ["", "Target ratios in earlier full runs of the same code (the machine's load differs between runs; "
+        lines += ["", "Target ratios in earlier full runs (each of the code of its day; the machine's load differs between runs; "
                       "the tables below are this run's):", "",
                   "| target | " + " | ".join(f"{h['date']} (load {_load_range(h)})" for h in runs) + " |",
                   "|---|" + "---:|" * len(runs)]

@@ -137,7 +137,7 @@ def speculate(scan: xr.Dataset, **params: Any) -> Optional[Speculation]:
         counted["user"] = user[0]
     first = stats0 = None
     if center:
-        first = np.asarray(frames.blocks[0].compute())
+        first = np.asarray(frames.blocks[0].to_delayed().ravel()[0].compute())  # the block itself, not a copy
         stats0 = first_block_stats(first)
     fused = FusedPass.from_first(stats0, valid, dark, flat, frames, masks=plan.masks, padding=plan.geom.padding,
                                  center=center)
