@@ -390,11 +390,17 @@ def read_chunks(path: str, plan: ChunkPlan, n: int, locate: Callable[[int], Opti
                 raise OSError(f"{path}: the file ends inside a stored chunk (byte {offset} + {size})")
             _decode_into(plan, mask, raw, dest, whole, a, b)
 
-        if out.nbytes < INLINE_BYTES:
-            for j in jobs:
+        def run(part: list) -> None:
+            for j in part:
                 job(*j)
+
+        workers = os.cpu_count() or 1
+        if out.nbytes < INLINE_BYTES or workers == 1:
+            run(jobs)
             return
-        futures = [pool().submit(job, *j) for j in jobs]
+        # one task per thread, each a run of consecutive chunks (not one task per chunk: fewer hand-overs)
+        k = min(workers, len(jobs))
+        futures = [pool().submit(run, jobs[len(jobs) * i // k : len(jobs) * (i + 1) // k]) for i in range(k)]
         errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
         if errors:
             raise errors[0]

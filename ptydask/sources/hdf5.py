@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import PtydaskError, SourceError
 from ..h5heap import heap_problem
+from .. import buffers
 from . import _fastread
 from ._lazy import FrameReader, as_dask, frames_per_block, split
 
@@ -348,7 +349,7 @@ class Hdf5Reader(FrameReader):
                 mapped = _fastread.map_stored(plan.path, plan.stored, start, stop, self.dtype, self.shape[1:])
                 if mapped is not None:
                     return mapped
-        out = np.empty((stop - start,) + self.shape[1:], dtype=self.dtype)
+        out = buffers.empty((stop - start,) + self.shape[1:], self.dtype)
         if plan is not None:
             # plain file reads at the stored offsets (compressed chunks decoded), in a thread pool,
             # outside HDF5's lock; HDF5 is opened only for chunks never written (fill values)

@@ -27,6 +27,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .. import buffers
+
 #: Placeholders for absent inputs (never read: their flag is False).
 _NONE_1D = np.zeros(1)
 _NONE_2D = np.zeros((1, 1))
@@ -104,7 +106,7 @@ def window_frames(frames: np.ndarray, start: tuple[int, int], shape: tuple[int, 
         div = np.ascontiguousarray(divisor, dtype=np.float64).reshape(-1)
         mul = np.ascontiguousarray(multiplier, dtype=np.float64).reshape(-1)
     oh, ow = (sc, sr) if transpose else (sr, sc)
-    out = np.empty((frames.shape[0], oh // rebin, ow // rebin), dtype=np.float64)
+    out = buffers.empty((frames.shape[0], oh // rebin, ow // rebin), np.float64)
     scratch = np.empty((sr, sc), dtype=np.float64)
     oriented = scratch.T if transpose else scratch
     oriented = oriented[::-1] if flipud else oriented
@@ -199,14 +201,16 @@ def _no_stats(h: int, w: int) -> np.ndarray:
 def _stat_arrays(dtype: np.dtype, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel maximum and sum accumulators: integers in the frames' type and int64 for integer frames
     of up to 4 bytes (exact, and faster than float64), else float64."""
-    if dtype.kind in "ui" and dtype.itemsize <= 4:
-        return np.zeros((h, w), dtype=dtype), np.zeros((h, w), dtype=np.int64)
-    return np.zeros((h, w), dtype=np.float64), np.zeros((h, w), dtype=np.float64)
+    kinds = (dtype, np.int64) if dtype.kind in "ui" and dtype.itemsize <= 4 else (np.float64, np.float64)
+    arrays = tuple(buffers.empty((h, w), k) for k in kinds)
+    for a in arrays:
+        a.fill(0)
+    return arrays
 
 
 def _as_stats(peak: np.ndarray, total: np.ndarray) -> np.ndarray:
     """(2, H, W) float64 statistics from the accumulators."""
-    stats = np.empty((2,) + peak.shape, dtype=np.float64)
+    stats = buffers.empty((2,) + peak.shape, np.float64)
     stats[0] = peak
     stats[1] = total
     return stats
