@@ -108,7 +108,8 @@ def test_unknown_tag_and_oversized_value(tmp_path):
 
 @settings(max_examples=40, deadline=None)
 @given(st.recursive(
-    st.none() | st.booleans() | st.integers(-2**62, 2**62) | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-2**62, 2**62) | st.floats(allow_nan=False)
+    | st.text(st.characters(blacklist_characters="\x00"), max_size=8),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text("abc/", min_size=1, max_size=4), children, max_size=4),
     max_leaves=12,
 ))
@@ -118,6 +119,12 @@ def test_roundtrip_property(tmp_path_factory, value):
         write_value(f, "v", value)
         got = read_value(f["v"])
     assert _plain(got) == _plain(value)
+
+
+def test_string_with_nul_is_refused_by_name(tmp_path):
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        with pytest.raises(ParameterError, match=r"/info/label: the string 'a\\x00b' holds a NUL"):
+            write_value(f, "info", {"label": "a\x00b"})
 
 
 def _plain(v):

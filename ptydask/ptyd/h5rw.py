@@ -47,6 +47,9 @@ def write_value(parent: h5py.Group, name: str, value: Any, *, compression: str |
     one child per element). Anything else raises :class:`ParameterError`.
     """
     if isinstance(value, str):
+        if "\x00" in value:
+            raise ParameterError(f"{parent.name}/{name}: the string {value!r} holds a NUL character, "
+                                 "which HDF5 strings cannot store")
         ds = parent.create_dataset(name, data=value, dtype=_STR)
         _tag(ds, "string")
     elif isinstance(value, Mapping):
