@@ -50,6 +50,11 @@ def write_value(parent: h5py.Group, name: str, value: Any, *, compression: str |
         if "\x00" in value:
             raise ParameterError(f"{parent.name}/{name}: the string {value!r} holds a NUL character, "
                                  "which HDF5 strings cannot store")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ParameterError(f"{parent.name}/{name}: the string {value!r} is not valid Unicode ({exc.reason})") \
+                from None
         ds = parent.create_dataset(name, data=value, dtype=_STR)
         _tag(ds, "string")
     elif isinstance(value, Mapping):
