@@ -145,23 +145,3 @@ def test_short_group_chunks_hold_exactly_their_frames(tmp_path, compression):
         np.testing.assert_array_equal(np.concatenate([f["chunks"][n]["data"][()] for n in sorted(f["chunks"], key=int)]),
                                       frames)
     np.testing.assert_array_equal(ptydask.open_ptyd(path)["data"].values, frames)
-
-
-@pytest.mark.parametrize("save", ["append", "link", "merge"])
-def test_uncompressed_output_is_contiguous_by_default(tmp_path, save):
-    """Without compression (and no frames_per_hdf5_chunk) the frame datasets have no HDF5 chunks:
-    one plain write per block; the values and 2-D weights come back the same."""
-    rng = np.random.default_rng(7)
-    frames = rng.integers(0, 99, (11, 4, 6)).astype(np.uint16)
-    weights = rng.random((4, 6)) > 0.3
-    scan = ptydask.from_arrays(frames, rng.random((11, 2)) * 1e-6, weights, energy=6.2, distance=3.0,
-                               psize=5.5e-5, center=(2, 3), chunks=4)
-    path = tmp_path / "plain.ptyd"
-    ptydask.to_ptyd(scan, path, save=save, compression=None)
-    back = ptydask.open_ptyd(path)
-    np.testing.assert_array_equal(back["data"].values, frames)
-    np.testing.assert_array_equal(back["weights"].values, np.broadcast_to(weights, frames.shape))
-    with h5py.File(path, "r") as f:
-        first = f["chunks/0/data"] if save != "link" else h5py.File(f"{path}.chunk00", "r")["data"]
-        assert first.chunks is None and first.compression is None
-        assert f["info/frames_per_hdf5_chunk"].attrs["type"] == "None"

@@ -56,7 +56,7 @@ def to_ptyd_distributed(
     compression: str | None = "gzip",
     compression_level: int = 1,
     shuffle: bool = True,
-    frames_per_hdf5_chunk: int | None = None,
+    frames_per_hdf5_chunk: int = 1,
     max_in_flight: int | None = None,
 ) -> Path:
     """Write ``scan`` as ``to_ptyd`` does, on the ``distributed.Client`` ``client`` (default: the current one).
@@ -83,7 +83,7 @@ def to_ptyd_distributed(
 
 
 def write_link_parts(scan: xr.Dataset, path: Path, client: Any, chunk_format: str, overwrite: bool, *,
-                     compression: str | None, compression_level: int, shuffle: bool, frames_per_hdf5_chunk: int | None,
+                     compression: str | None, compression_level: int, shuffle: bool, frames_per_hdf5_chunk: int,
                      max_in_flight: int | None) -> dict[str, Any]:
     """The ``link`` writer of :func:`to_ptyd_distributed`; returns ``{"path", "parts": [(name, bytes, pid)]}``."""
     import h5py

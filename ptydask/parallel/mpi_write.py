@@ -58,7 +58,7 @@ def to_ptyd_mpi(
     compression: str | None = "gzip",
     compression_level: int = 1,
     shuffle: bool = True,
-    frames_per_hdf5_chunk: int | None = None,
+    frames_per_hdf5_chunk: int = 1,
     max_in_flight: int | None = 2,
 ) -> Path:
     """Write ``scan`` to ``path`` from every rank of ``comm`` (collective).

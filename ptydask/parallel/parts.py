@@ -17,7 +17,7 @@ from ..ptyd.writer import _check_options, _Plan
 
 
 def make_plan(scan: xr.Dataset, path: Path, save: str, chunk_format: str, *, compression: str | None,
-              compression_level: int, shuffle: bool, frames_per_hdf5_chunk: int | None) -> _Plan:
+              compression_level: int, shuffle: bool, frames_per_hdf5_chunk: int) -> _Plan:
     """The serial writer's plan (all checks of ``to_ptyd``: geometry, positions, options)."""
     options = _check_options(save, chunk_format, compression, compression_level, frames_per_hdf5_chunk)
     options["shuffle"] = bool(shuffle)

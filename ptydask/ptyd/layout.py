@@ -59,14 +59,12 @@ class BlockWriter:
 
     def __init__(self, *, path: Path, save: str, chunk_format: str, frame_shape: tuple[int, int], dtype: np.dtype,
                  weights_dtype: np.dtype, weights2d: np.ndarray | None, k: int, compression: str | None, level: int,
-                 shuffle: bool, meta: dict[str, Any], info: dict[str, Any], contiguous: bool = False):
+                 shuffle: bool, meta: dict[str, Any], info: dict[str, Any]):
         self.path, self.save, self.chunk_format = Path(path), save, chunk_format
         self.frame_shape = tuple(int(v) for v in frame_shape)
         self.dtype, self.weights_dtype = np.dtype(dtype), np.dtype(weights_dtype)
         self.weights2d = weights2d
         self.k, self.compression, self.level, self.shuffle = int(k), compression, int(level), bool(shuffle)
-        #: uncompressed frames stored contiguous (no HDF5 chunks; ``k`` unused): one plain write per block
-        self.contiguous = bool(contiguous) and compression is None
         self.meta, self.info = meta, info
         self._weights2d_chunk: tuple[int, bytes] | None = None  # (frames per chunk, stored bytes)
 
@@ -106,10 +104,10 @@ class BlockWriter:
         return grp
 
     def create_frame_datasets(self, grp: h5py.Group, n: int) -> None:
-        """Empty ``data`` and ``weights`` (n, H, W) with whole-frame HDF5 chunks (or contiguous)."""
+        """Empty ``data`` and ``weights`` (n, H, W) with whole-frame HDF5 chunks."""
         h, w = self.frame_shape
         k = min(self.k, n)
-        opts: dict[str, Any] = {} if self.contiguous else {"chunks": (k, h, w)}
+        opts: dict[str, Any] = {"chunks": (k, h, w)}
         if self.compression == "gzip":
             opts.update(compression="gzip", compression_opts=self.level, shuffle=self.shuffle)
         for name, dtype in (("data", self.dtype), ("weights", self.weights_dtype)):
@@ -185,12 +183,7 @@ class BlockWriter:
 
     def write_weights2d(self, ds: h5py.Dataset, offset: int, n: int) -> None:
         """The shared 2-D weights into frames ``offset:offset + n`` of the weights dataset ``ds``."""
-        w2 = self.weights2d
-        if ds.chunks is None:  # contiguous
-            ds.write_direct(np.ascontiguousarray(np.broadcast_to(w2, (n,) + w2.shape)),
-                            dest_sel=np.s_[offset : offset + n])
-            return
-        k = ds.chunks[0]
+        k, w2 = ds.chunks[0], self.weights2d
         if offset % k:
             ds[offset : offset + n] = np.broadcast_to(w2, (n,) + w2.shape)
             return

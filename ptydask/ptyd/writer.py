@@ -6,8 +6,7 @@ group ``chunks/0`` (``"merge"``). Blocks are computed a few at a time and
 compressed in worker threads; the main thread only writes finished HDF5
 chunks (``write_direct_chunk``), so memory stays bounded by a few blocks and
 gzip runs in parallel. HDF5 chunks hold whole frames (one frame per chunk by
-default), which is what makes ptypy's own per-frame reader fast; uncompressed
-frames are stored contiguous by default (one plain write per block).
+default), which is what makes ptypy's own per-frame reader fast.
 
 Writes are atomic: everything goes to ``<name>.incomplete`` files that are
 renamed into place only when the whole scan is written; an error or an
@@ -66,7 +65,7 @@ def to_ptyd(
     compression: str | None = "gzip",
     compression_level: int = 1,
     shuffle: bool = True,
-    frames_per_hdf5_chunk: int | None = None,
+    frames_per_hdf5_chunk: int = 1,
     progress: bool | None = None,
     max_in_flight: int | None = None,
     resume: bool = False,
@@ -83,8 +82,7 @@ def to_ptyd(
     overwrite : replace an existing output; otherwise an existing output is an error.
     compression : ``"gzip"`` (readable by any h5py/ptypy) or ``None``.
     compression_level : gzip level 0-9.   shuffle : byte-shuffle before gzip.
-    frames_per_hdf5_chunk : frames per HDF5 chunk (whole frames, never split); ``None``: one frame
-        per chunk when compressed, no HDF5 chunks (contiguous: one plain write per block) when not.
+    frames_per_hdf5_chunk : frames per HDF5 chunk (whole frames, never split).
     progress : show a progress bar; ``None`` = only when stderr is a terminal.
     max_in_flight : blocks computed at once (default: CPU count).
         On a ``distributed`` client, blocks are computed by its workers; in
@@ -156,11 +154,9 @@ def _check_options(save, chunk_format, compression, level, k) -> dict[str, Any]:
         )
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level <= 9:
         raise ParameterError(f"compression_level: expected an integer 0-9, got {level!r}")
-    if k is None:  # the default: one frame per chunk when compressed, contiguous when not
-        return {"compression": compression, "level": int(level), "k": 1, "contiguous": compression is None}
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ParameterError(f"frames_per_hdf5_chunk: expected an integer >= 1 or None, got {k!r}")
-    return {"compression": compression, "level": int(level), "k": int(k), "contiguous": False}
+        raise ParameterError(f"frames_per_hdf5_chunk: expected an integer >= 1, got {k!r}")
+    return {"compression": compression, "level": int(level), "k": int(k)}
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
@@ -238,7 +234,7 @@ class _Plan:
                 "dfile": path.name,
                 "compression": "none" if compression is None else f"{compression}:{level}",
                 "shuffle": shuffle,
-                "frames_per_hdf5_chunk": None if options["contiguous"] else k,
+                "frames_per_hdf5_chunk": k,
                 "propagation": scan.attrs.get("propagation", "farfield"),
             }
         )
@@ -246,7 +242,6 @@ class _Plan:
             path=path, save=save, chunk_format=chunk_format, frame_shape=(h, w), dtype=self.data.dtype,
             weights_dtype=weights2d.dtype if weights2d is not None else self.weights3d.dtype, weights2d=weights2d,
             k=k, compression=compression, level=level, shuffle=shuffle, meta=meta_of(scan), info=info,
-            contiguous=options["contiguous"],
         )
 
     # -- writing
@@ -371,7 +366,6 @@ class _Plan:
             "format": 1, "shape": self.shape, "blocks": self.ranges, "dtype": str(bw.dtype),
             "weights_dtype": str(bw.weights_dtype), "weights_per_frame": bw.per_frame_weights, "save": self.save,
             "compression": bw.compression, "level": bw.level, "shuffle": bw.shuffle, "k": bw.k,
-            "contiguous": bw.contiguous,
             "meta": bw.meta, "info": bw.info, "arrays": digest.hexdigest(),
         }
         return json.dumps(plan, sort_keys=True, default=_jsonable)
@@ -404,11 +398,7 @@ class _Plan:
         hdf5_chunks = math.ceil(n / min(self.writer.k, n))
         for ds_name, dtype in (("data", self.writer.dtype), ("weights", self.writer.weights_dtype)):
             ds = grp[ds_name]
-            if ds.shape != (n, h, w) or ds.dtype != dtype:
-                return False
-            written = (ds.id.get_storage_size() == ds.size * ds.dtype.itemsize if ds.chunks is None
-                       else ds.id.get_num_chunks() == hdf5_chunks)
-            if not written or (ds.chunks is None) != self.writer.contiguous:
+            if ds.shape != (n, h, w) or ds.dtype != dtype or ds.id.get_num_chunks() != hdf5_chunks:
                 return False
         return bool(
             np.array_equal(grp["positions"][()], self.positions[start:stop])
