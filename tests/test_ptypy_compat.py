@@ -45,8 +45,9 @@ def ptypy_load(path: Path, tmp_path: Path) -> dict:
 
 
 @pytest.mark.parametrize("save", ["append", "link", "merge"])
-@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
-def test_ptypy_reads_our_files(tmp_path, save, dtype):
+@pytest.mark.parametrize("dtype,compression", [(np.uint16, "gzip"), (np.int32, "gzip"), (np.float32, "gzip"),
+                                               (np.uint16, None)])
+def test_ptypy_reads_our_files(tmp_path, save, dtype, compression):
     rng = np.random.default_rng(7)
     n, h, w = 23, 16, 16
     frames = rng.integers(0, 60000, (n, h, w)).astype(dtype)
@@ -54,7 +55,7 @@ def test_ptypy_reads_our_files(tmp_path, save, dtype):
     weights = rng.random((n, h, w)) > 0.1
     scan = ptydask.from_arrays(frames, positions, weights, energy=6.2, distance=3.5, psize=(5.5e-5, 7.5e-5),
                                chunks=5, center=(7.5, 8.0), label="compat")
-    path = ptydask.to_ptyd(scan, tmp_path / "out" / "scan.ptyd", save=save)
+    path = ptydask.to_ptyd(scan, tmp_path / "out" / "scan.ptyd", save=save, compression=compression)
     got = ptypy_load(path, tmp_path)
     assert str(got["last"]) == "msgEOS"
     np.testing.assert_array_equal(got["data"], frames)

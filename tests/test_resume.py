@@ -170,7 +170,7 @@ def small_scan(frames: np.ndarray, chunks: int):
                                chunks=chunks)
 
 
-def interrupted(tmp_path: Path, frames: np.ndarray, chunks: int, stop_at: int) -> Path:
+def interrupted(tmp_path: Path, frames: np.ndarray, chunks: int, stop_at: int, **write) -> Path:
     """Write ``frames`` but raise KeyboardInterrupt in block ``stop_at`` (Ctrl-C keeps the .incomplete)."""
     import dask.array as da
 
@@ -182,17 +182,18 @@ def interrupted(tmp_path: Path, frames: np.ndarray, chunks: int, stop_at: int) -
     data = da.from_array(frames, chunks=(chunks, -1, -1)).map_blocks(block, dtype=frames.dtype)
     out = tmp_path / "s.ptyd"
     with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="run again with resume=True"):
-        ptydask.to_ptyd(small_scan(data, chunks), out, max_in_flight=1)
+        ptydask.to_ptyd(small_scan(data, chunks), out, max_in_flight=1, **write)
     assert not out.exists() and (tmp_path / "s.ptyd.incomplete").exists()
     return out
 
 
-def test_ctrl_c_keeps_incomplete_and_resume_finishes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compression", ["gzip", None])
+def test_ctrl_c_keeps_incomplete_and_resume_finishes(tmp_path: Path, compression) -> None:
     frames = np.arange(10 * 4 * 4, dtype=np.int32).reshape(10, 4, 4)
-    out = interrupted(tmp_path, frames, 3, stop_at=2)
+    out = interrupted(tmp_path, frames, 3, stop_at=2, compression=compression)
     with h5py.File(tmp_path / "s.ptyd.incomplete", "r") as f:
         assert sorted(f["chunks"], key=int) == ["0", "1"]
-    ptydask.to_ptyd(small_scan(frames, 3), out, resume=True)
+    ptydask.to_ptyd(small_scan(frames, 3), out, resume=True, compression=compression)
     back = ptydask.open_ptyd(out)
     np.testing.assert_array_equal(back["data"].values, frames)
     assert back["data"].data.chunks[0] == (3, 3, 3, 1)
