@@ -38,6 +38,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from ..blocks import block_ranges
 from ..errors import GeometryError
 from . import compiled
 from .params import AUTO
@@ -48,13 +49,15 @@ from .reductions import (FusedPass, Measured, TreeFold, _fold_stats, automatic_m
 
 class Recorder:
     """Collects the per-block statistics of a :class:`FusedPass` from the blocks of raw frames it is handed
-    (in any order, from any thread; a block handed twice counts once)."""
+    (in any order, from any thread; a block handed twice counts once). ``chunks``: frames per block."""
 
-    def __init__(self, fused: FusedPass, nblocks: int):
-        self.fused, self.nblocks = fused, nblocks
+    def __init__(self, fused: FusedPass, chunks: tuple[int, ...]):
+        self.fused, self.ranges = fused, block_ranges(chunks)
         self.token = uuid.uuid4().hex
-        self._stats = TreeFold(_fold_stats, nblocks)
-        self._sums: dict[int, Optional[np.ndarray]] = {}
+        self._stats = TreeFold(_fold_stats, len(chunks))
+        # every frame's centre sums, filled in place (no copy of them all at the end)
+        self._sums = np.empty((sum(chunks), 3 + fused.candidates.size)) if fused.center else None
+        self._done: set[int] = set()
         self._lock = threading.Lock()
 
     def __dask_tokenize__(self) -> str:
@@ -62,26 +65,25 @@ class Recorder:
 
     def record(self, i: int, frames: np.ndarray) -> None:
         """Measure block ``i`` of raw frames (n, H, W)."""
-        if i in self._sums:
+        if i in self._done:
             return
-        self.add(i, *self.fused.block(frames))
-
-    def add(self, i: int, stats: np.ndarray, sums: Optional[np.ndarray]) -> None:
-        """The measurements of block ``i``, computed elsewhere."""
+        stats, sums = self.fused.block(frames)
         with self._lock:
-            if i in self._sums:
+            if i in self._done:
                 return
-            self._sums[i] = sums
+            self._done.add(i)
+        if sums is not None:
+            start, stop = self.ranges[i]
+            self._sums[start:stop] = sums
         self._stats.add(i, stats)
 
     def complete(self) -> bool:
         """True when every block was measured."""
-        return len(self._sums) == self.nblocks
+        return len(self._done) == len(self.ranges)
 
     def measured(self) -> Measured:
         """The final masks (and centre, ``None`` if a pixel turned bad that was no candidate)."""
-        sums = np.concatenate([self._sums[i] for i in range(self.nblocks)]) if self.fused.center else None
-        return self.fused.result(self._stats.result, sums)
+        return self.fused.result(self._stats.result, self._sums)
 
 
 @dataclass
@@ -158,7 +160,7 @@ def speculate(scan: xr.Dataset, **params: Any) -> Optional[Speculation]:
             return None
     else:
         guess = Measured(bad=np.zeros(frames.shape[1:], dtype=bool))
-    recorder = Recorder(fused, len(frames.chunks[0]))
+    recorder = Recorder(fused, frames.chunks[0])
     return Speculation(plan, guess, counted, recorder, plan.build(guess, counted, recorder))
 
 
