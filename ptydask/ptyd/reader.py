@@ -26,6 +26,7 @@ from ..errors import FormatError, PtydaskError, ScanError
 from ..scan import from_arrays
 from ..h5heap import heap_problem
 from ..sources import _fastread
+from ..sources.hdf5 import MAP_READ
 from .h5rw import UNSAFE_TAGS, read_value, tag_of
 
 #: Target size of one Dask block when a chunk group is large, bytes.
@@ -85,10 +86,15 @@ def _frame_range(key: Any, shape: tuple[int, ...]) -> tuple[int, int] | None:
 
 
 def _read_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:
-    """Frames ``start:stop``: unfiltered storage by plain parallel file reads, compressed whole-frame
-    chunks decoded in the thread pool (both bit for bit h5py's values), anything else by h5py."""
-    out = np.empty((stop - start,) + ds.shape[1:], dtype=ds.dtype)
+    """Frames ``start:stop``: unfiltered storage mapped onto the file (copy-on-write, as the HDF5
+    source does; ``PTYDASK_MAP_READ=0``: plain parallel file reads), compressed whole-frame chunks
+    decoded in the thread pool (both bit for bit h5py's values), anything else by h5py."""
     stored = _fastread.stored_runs(ds)
+    if stored is not None and MAP_READ and stop > start:
+        mapped = _fastread.map_stored(ds.file.filename, stored, start, stop, ds.dtype, ds.shape[1:])
+        if mapped is not None:
+            return mapped
+    out = np.empty((stop - start,) + ds.shape[1:], dtype=ds.dtype)
     if stored is not None:
         _fastread.read_stored(ds.file.filename, stored, start, stop, out)
         return out
