@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -98,7 +99,7 @@ def prepare(
     Returns a new lazy Scan; meta ``center``, ``shape``, ``psize``, ``num_frames`` and
     ``info`` are updated. Raises ParameterError/GeometryError/ScanError on bad input.
     """
-    plan = plan_prepare(
+    plan = _plan(
         scan, shape=shape, center=center, auto_center=auto_center, orientation=orientation, rebin=rebin,
         rebin_mode=rebin_mode, dark=dark, flat=flat, mask=mask, padding=padding, normalisation=normalisation,
         num_frames=num_frames, hot_pixels=hot_pixels, dead_pixels=dead_pixels, saturation=saturation,
@@ -166,27 +167,22 @@ class PreparePlan:
         return out
 
 
-def plan_prepare(
-    scan: xr.Dataset,
-    *,
-    shape: Any = 256,
-    center: Any = "fftshift",
-    auto_center: Optional[bool] = None,
-    orientation: Any = None,
-    rebin: Optional[int] = None,
-    rebin_mode: str = "mean",
-    dark: Any = None,
-    flat: Any = None,
-    mask: Any = None,
-    padding: Any = None,
-    normalisation: Any = None,
-    num_frames: Optional[int] = None,
-    hot_pixels: Optional[float] = None,
-    dead_pixels: bool = False,
-    saturation: Optional[float] = None,
-    combine: Optional[Combine] = None,
-) -> PreparePlan:
-    """Check the parameters of :func:`prepare` (same meaning) against ``scan``; reads no frame."""
+def plan_prepare(scan: xr.Dataset, **params: Any) -> PreparePlan:
+    """Check the parameters of :func:`prepare` (same names, defaults and meaning) against ``scan``;
+    reads no frame."""
+    try:
+        bound = inspect.signature(prepare).bind(scan, **params)
+    except TypeError as exc:
+        raise ParameterError(f"prepare: {exc}") from None
+    bound.apply_defaults()
+    return _plan(**bound.arguments)
+
+
+def _plan(scan: xr.Dataset, shape: Any, center: Any, auto_center: Optional[bool], orientation: Any,
+          rebin: Optional[int], rebin_mode: str, dark: Any, flat: Any, mask: Any, padding: Any, normalisation: Any,
+          num_frames: Optional[int], hot_pixels: Optional[float], dead_pixels: bool, saturation: Optional[float],
+          combine: Optional[Combine]) -> PreparePlan:
+    """:func:`plan_prepare` with every parameter given."""
     validate_scan(scan)
     n_all = scan.sizes["frame"]
     keep, meta_frames = frames_to_keep(num_frames, n_all, frames_expected(scan))
