@@ -97,7 +97,7 @@ def iter_blocks(
         results = tuple(get_sync(sub, keys))
         return post(i, results) if post is not None else results
 
-    with buffers.reuse(keep=workers + 2), _older_objects_frozen():
+    with buffers.reuse(keep=workers), _older_objects_frozen():
         yield from _bounded(todo, workers, min(workers, os.cpu_count() or 1), run)
 
 
