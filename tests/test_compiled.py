@@ -102,6 +102,23 @@ def test_statistics_exact_for_every_frame_type(dtype):
     frames[4, 2, 2] = 1 if dtype is bool else 100
     expected = np.stack([frames.max(axis=0).astype(np.float64), frames.sum(axis=0, dtype=np.float64)])
     np.testing.assert_array_equal(compiled.pixel_stats(frames), expected)
-    stats, sums = compiled.stats_and_sums(frames, np.ones((5, 4), bool), None, None, np.array([3, 10]))
+    stats, sums, values = compiled.stats_and_sums(frames, np.ones((5, 4), bool), None, None, np.array([3, 10]))
     np.testing.assert_array_equal(stats, expected)
-    np.testing.assert_array_equal(sums[:, 3], frames[:, 0, 3].astype(np.float64))
+    assert values.dtype == frames.dtype and sums.shape == (9, 3)
+    np.testing.assert_array_equal(values[:, 0], frames[:, 0, 3])
+
+
+def test_candidate_values_give_what_each_pixel_added_to_the_sums():
+    rng = np.random.default_rng(4)
+    frames = rng.poisson(30, (6, 5, 7)).astype(np.uint16)
+    valid = rng.random((5, 7)) > 0.2
+    dark = rng.uniform(0, 40, (5, 7))
+    flat = rng.uniform(0.5, 1.5, (5, 7))
+    flat[1, 1] = 0.0
+    every = np.arange(5 * 7)
+    _, sums, values = compiled.stats_and_sums(frames, valid, dark, flat, every)
+    added = compiled.corrected_at(values, every, 7, valid, dark, flat)
+    gain = np.where(valid & (flat != 0), 1 / np.where(flat != 0, flat, 1), 0.0).reshape(-1)
+    expected = np.maximum(frames.reshape(6, -1) - dark.reshape(-1), 0.0) * gain
+    np.testing.assert_allclose(added, expected, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(added.sum(axis=1), sums[:, 0], rtol=1e-12)

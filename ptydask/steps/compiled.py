@@ -125,15 +125,16 @@ def mass_centres(frames: np.ndarray, valid: np.ndarray, dark=None, flat=None) ->
     d = _NONE_2D if dark is None else np.ascontiguousarray(dark, dtype=np.float64)
     sums = np.empty((frames.shape[0], 3), dtype=np.float64)
     none = np.zeros(0, dtype=np.int64)
-    _frame_sums(frames, dark is not None, d, _gain(valid, flat), False, _NONE_2D, _NONE_2D, none, none, sums)
+    _frame_sums(frames, dark is not None, d, _gain(valid, flat), False, _NONE_2D, _NONE_2D, none, none, sums,
+                np.empty((frames.shape[0], 0), dtype=frames.dtype))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.stack([sums[:, 1] / sums[:, 0], sums[:, 2] / sums[:, 0]], axis=1)
 
 
 @numba.njit(**_JIT, fastmath={"reassoc", "contract", "arcp"})
-def _frame_sums(frames, has_dark, dark, gain, with_stats, peak, total, rows, cols, out):  # pragma: no cover
+def _frame_sums(frames, has_dark, dark, gain, with_stats, peak, total, rows, cols, out, values):  # pragma: no cover
     """Per frame ``out[f, :3]`` = total, row and column moments of ``max(x - dark, 0) * gain`` (or
-    ``x * gain``) and ``out[f, 3 + k]`` = that value at pixel ``(rows[k], cols[k])``; with ``with_stats``,
+    ``x * gain``) and ``values[f, k]`` = the raw value at pixel ``(rows[k], cols[k])``; with ``with_stats``,
     in the same pass, the per-pixel maximum and sum into ``peak``/``total`` (exact, in frame order)."""
     n, h, w = frames.shape
     for f in range(n):
@@ -166,29 +167,50 @@ def _frame_sums(frames, has_dark, dark, gain, with_stats, peak, total, rows, col
         out[f, 1] = sr
         out[f, 2] = sc
         for k in range(rows.size):
-            x = np.float64(frames[f, rows[k], cols[k]])
+            values[f, k] = frames[f, rows[k], cols[k]]
+
+
+@numba.njit(**_JIT, fastmath={"reassoc", "contract", "arcp"})
+def _corrected_at(values, has_dark, dark, gain, rows, cols, out):  # pragma: no cover - compiled
+    """``out[f, k]`` = ``max(x - dark, 0) * gain`` (or ``x * gain``) of the raw ``values[f, k]`` at pixel
+    ``(rows[k], cols[k])``: the value :func:`_frame_sums` adds for that pixel, by the same operations."""
+    for f in range(values.shape[0]):
+        for k in range(rows.size):
+            x = np.float64(values[f, k])
             v = max(x - dark[rows[k], cols[k]], 0.0) if has_dark else x
-            out[f, 3 + k] = v * gain[rows[k], cols[k]]
+            out[f, k] = v * gain[rows[k], cols[k]]
 
 
 def stats_and_sums(frames: np.ndarray, valid: np.ndarray, dark, flat, candidates: np.ndarray) -> tuple:
     """Per-pixel statistics and per-frame centre sums of a block in one pass over its frames.
 
-    Returns ``(stats, sums)``: ``stats`` (2, H, W) as :func:`pixel_stats`; ``sums`` (n, 3 + K): per frame the
-    total, row moment and column moment of the corrected frame on ``valid`` pixels (as in
-    :func:`mass_centres`), then the corrected value of each of the K ``candidates`` (flat pixel
-    indices), 0 where not valid -- so that a pixel found bad later can be taken out of the sums.
+    Returns ``(stats, sums, values)``: ``stats`` (2, H, W) as :func:`pixel_stats`; ``sums`` (n, 3): per frame
+    the total, row moment and column moment of the corrected frame on ``valid`` pixels (as in
+    :func:`mass_centres`); ``values`` (n, K) in the frames' dtype: the raw value of each of the K
+    ``candidates`` (flat pixel indices) -- :func:`corrected_at` gives what each added to the sums, so
+    that a pixel found bad later can be taken out of them.
     """
     n, h, w = frames.shape
-    sums = np.empty((n, 3 + candidates.size), dtype=np.float64)
+    sums = np.empty((n, 3), dtype=np.float64)
+    values = np.empty((n, candidates.size), dtype=frames.dtype)
     if n == 0:
-        return _no_stats(h, w), sums
+        return _no_stats(h, w), sums, values
     gain = _gain(valid, flat)
     d = _NONE_2D if dark is None else np.ascontiguousarray(dark, dtype=np.float64)
     rows, cols = np.divmod(np.asarray(candidates, dtype=np.int64), w)
     peak, total = _stat_arrays(frames.dtype, h, w)
-    _frame_sums(frames, dark is not None, d, gain, True, peak, total, rows, cols, sums)
-    return _as_stats(peak, total), sums
+    _frame_sums(frames, dark is not None, d, gain, True, peak, total, rows, cols, sums, values)
+    return _as_stats(peak, total), sums, values
+
+
+def corrected_at(values: np.ndarray, pixels: np.ndarray, width: int, valid: np.ndarray, dark, flat) -> np.ndarray:
+    """(n, K) float64: what the raw ``values`` (n, K) at flat pixel indices ``pixels`` (K,) of frames
+    ``width`` wide added to the centre sums of :func:`stats_and_sums` (0 where not valid)."""
+    out = np.empty(values.shape, dtype=np.float64)
+    d = _NONE_2D if dark is None else np.ascontiguousarray(dark, dtype=np.float64)
+    rows, cols = np.divmod(np.asarray(pixels, dtype=np.int64), width)
+    _corrected_at(np.ascontiguousarray(values), dark is not None, d, _gain(valid, flat), rows, cols, out)
+    return out
 
 
 def _no_stats(h: int, w: int) -> np.ndarray:

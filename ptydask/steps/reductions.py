@@ -193,12 +193,13 @@ def measure_fused(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, 
     fused = FusedPass.from_first(stats0, valid, dark, flat, frames, masks=masks, padding=padding, center=True)
     if fused is None:
         return None
-    parts = [dask.delayed(fused.block, nout=2)(block) for block in frames.to_delayed().ravel()]
+    parts = [dask.delayed(fused.block, nout=3)(block) for block in frames.to_delayed().ravel()]
     stats = _tree(_fold_stats, [p[0] for p in parts])
     sums = dask.delayed(np.concatenate)([p[1] for p in parts])
+    values = dask.delayed(np.concatenate)([p[2] for p in parts])
     keys = list(extra)
-    stats, sums, *rest = dask.compute(stats, sums, *(extra[k] for k in keys))
-    return fused.result(stats, sums), dict(zip(keys, rest))
+    stats, sums, values, *rest = dask.compute(stats, sums, values, *(extra[k] for k in keys))
+    return fused.result(stats, sums, values), dict(zip(keys, rest))
 
 
 def in_pieces(func: Callable[[np.ndarray], Any], frames: np.ndarray) -> list:
@@ -240,6 +241,7 @@ class FusedPass:
     candidates: np.ndarray
     dead_count_zero: bool
     center: bool
+    dtype: np.dtype
 
     @classmethod
     def from_first(cls, stats0: np.ndarray, valid: Any, dark: Optional[np.ndarray], flat: Optional[np.ndarray],
@@ -260,18 +262,19 @@ class FusedPass:
             if masks.hot is not None:
                 cand |= kernels.hot_pixels(stats0[1], valid, masks.hot / 2, factor=1.25)
         candidates = np.flatnonzero(cand & gain)
-        if candidates.size * frames.shape[0] * 8 > CANDIDATE_BYTES:
+        if candidates.size * frames.shape[0] * frames.dtype.itemsize > CANDIDATE_BYTES:
             return None
-        return cls(masks, padding, int(w), valid, dark, flat, gain, candidates, dead_count_zero, center)
+        return cls(masks, padding, int(w), valid, dark, flat, gain, candidates, dead_count_zero, center, frames.dtype)
 
-    def block(self, frames: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """(stats (2, H, W), sums (n, 3 + K) or ``None`` without the centre) of one block of raw frames."""
+    def block(self, frames: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+        """(stats (2, H, W), sums (n, 3), candidates' raw values (n, K)) of one block of raw frames
+        (``None`` for the last two without the centre)."""
         if self.center:
             return compiled.stats_and_sums(frames, self.valid, self.dark, self.flat, self.candidates)
-        return compiled.pixel_stats(frames), None
+        return compiled.pixel_stats(frames), None, None
 
-    def result(self, stats: np.ndarray, sums: Optional[np.ndarray]) -> Measured:
-        """The measured masks (and centre) from the folded ``stats`` and all frames' ``sums``."""
+    def result(self, stats: np.ndarray, sums: Optional[np.ndarray], values: Optional[np.ndarray]) -> Measured:
+        """The measured masks (and centre) from the folded ``stats`` and all frames' ``sums`` and ``values``."""
         out = Measured()
         out.bad, out.counts = automatic_masks({"max": stats[0], "sum": stats[1], "valid": self.valid}, self.masks)
         if not self.center:
@@ -283,7 +286,7 @@ class FusedPass:
         if np.isin(where, self.candidates).all():
             k = np.searchsorted(self.candidates, where)
             rows, cols = np.divmod(where, self.width)
-            taken = sums[:, 3 + k]
+            taken = compiled.corrected_at(values[:, k], where, self.width, self.valid, self.dark, self.flat)
             total = sums[:, 0] - taken.sum(axis=1)
             row_moment = sums[:, 1] - taken @ rows.astype(np.float64)
             col_moment = sums[:, 2] - taken @ cols.astype(np.float64)

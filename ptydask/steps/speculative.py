@@ -55,8 +55,10 @@ class Recorder:
         self.fused, self.ranges = fused, block_ranges(chunks)
         self.token = uuid.uuid4().hex
         self._stats = TreeFold(_fold_stats, len(chunks))
-        # every frame's centre sums, filled in place (no copy of them all at the end)
-        self._sums = np.empty((sum(chunks), 3 + fused.candidates.size)) if fused.center else None
+        # every frame's centre sums and candidates' raw values, filled in place (no copy of them all at the end)
+        n = sum(chunks)
+        self._sums = np.empty((n, 3)) if fused.center else None
+        self._values = np.empty((n, fused.candidates.size), dtype=fused.dtype) if fused.center else None
         self._done: set[int] = set()
         self._lock = threading.Lock()
 
@@ -67,7 +69,7 @@ class Recorder:
         """Measure block ``i`` of raw frames (n, H, W)."""
         if i in self._done:
             return
-        stats, sums = self.fused.block(frames)
+        stats, sums, values = self.fused.block(frames)
         with self._lock:
             if i in self._done:
                 return
@@ -75,6 +77,7 @@ class Recorder:
         if sums is not None:
             start, stop = self.ranges[i]
             self._sums[start:stop] = sums
+            self._values[start:stop] = values
         self._stats.add(i, stats)
 
     def complete(self) -> bool:
@@ -83,7 +86,7 @@ class Recorder:
 
     def measured(self) -> Measured:
         """The final masks (and centre, ``None`` if a pixel turned bad that was no candidate)."""
-        return self.fused.result(self._stats.result, self._sums)
+        return self.fused.result(self._stats.result, self._sums, self._values)
 
 
 @dataclass
