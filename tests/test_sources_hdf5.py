@@ -24,6 +24,7 @@ def reads(monkeypatch):
     original = h5py.Dataset.read_direct
     original_plan = _fastread.FastPlan.read
     original_map = _fastread.map_stored
+    original_stored = _fastread.read_stored
 
     def recording(self, dest, source_sel=None, dest_sel=None):
         calls.append((self.name, source_sel))
@@ -35,13 +36,18 @@ def reads(monkeypatch):
 
     def recording_map(path, plan, start, stop, dtype, frame_shape):
         mapped = original_map(path, plan, start, stop, dtype, frame_shape)
-        if mapped is not None:  # else the read goes on through FastPlan.read
+        if mapped is not None:  # else the read goes on through read_stored
             calls.append((path, (slice(start, stop),)))
         return mapped
+
+    def recording_stored(path, plan, start, stop, out):
+        calls.append((path, (slice(start, stop),)))
+        return original_stored(path, plan, start, stop, out)
 
     monkeypatch.setattr(h5py.Dataset, "read_direct", recording)
     monkeypatch.setattr(_fastread.FastPlan, "read", recording_plan)
     monkeypatch.setattr(_fastread, "map_stored", recording_map)
+    monkeypatch.setattr(_fastread, "read_stored", recording_stored)
     return calls
 
 

@@ -26,7 +26,6 @@ from ..errors import FormatError, PtydaskError, ScanError
 from ..scan import from_arrays
 from ..h5heap import heap_problem
 from ..sources import _fastread
-from ..sources.hdf5 import MAP_READ
 from .h5rw import UNSAFE_TAGS, read_value, tag_of
 
 #: Target size of one Dask block when a chunk group is large, bytes.
@@ -90,14 +89,9 @@ def _read_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:
     source does; ``PTYDASK_MAP_READ=0``: plain parallel file reads), compressed whole-frame chunks
     decoded in the thread pool (both bit for bit h5py's values), anything else by h5py."""
     stored = _fastread.stored_runs(ds)
-    if stored is not None and MAP_READ and stop > start:
-        mapped = _fastread.map_stored(ds.file.filename, stored, start, stop, ds.dtype, ds.shape[1:])
-        if mapped is not None:
-            return mapped
-    out = np.empty((stop - start,) + ds.shape[1:], dtype=ds.dtype)
     if stored is not None:
-        _fastread.read_stored(ds.file.filename, stored, start, stop, out)
-        return out
+        return _fastread.unfiltered_frames(ds.file.filename, stored, start, stop, ds.dtype, ds.shape[1:])
+    out = np.empty((stop - start,) + ds.shape[1:], dtype=ds.dtype)
     plan = _fastread.plan_for(ds)
     if plan is not None:
         _fastread.read_frames(ds, plan, start, stop, out, lambda a, b, dest: ds.read_direct(dest, source_sel=np.s_[a:b]))

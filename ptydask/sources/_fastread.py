@@ -38,6 +38,8 @@ from typing import Any, Callable, Optional
 import h5py
 import numpy as np
 
+from .. import buffers
+
 H5Z_FLAG_REVERSE = 0x0100
 DEFLATE, SHUFFLE = 1, 2
 #: Plugin filters whose decoders are known to be stateless (safe to call from several threads).
@@ -203,6 +205,10 @@ def stored_runs(dset: h5py.Dataset) -> Optional[StoredRuns]:
         return None
 
 
+#: Uncompressed frames stored in one run are mapped onto the file (copy-on-write, no copy);
+#: ``PTYDASK_MAP_READ=0`` copies them into new arrays instead.
+MAP_READ = os.environ.get("PTYDASK_MAP_READ", "1") != "0"
+
 #: Bytes per ``preadv`` call of a raw read (pieces run in parallel on the pool).
 PIECE_BYTES = 8 * 2**20
 #: Reads of fewer bytes than this decode in the calling thread (the pool pays off on larger ones).
@@ -231,6 +237,20 @@ def map_stored(path: str, plan: StoredRuns, start: int, stop: int, dtype: np.dty
                            flags=mmap.MAP_PRIVATE)
     arr = np.frombuffer(mapped, dtype=dtype, count=size // dtype.itemsize, offset=begin - aligned)
     return arr.reshape((stop - start,) + tuple(frame_shape))
+
+
+def unfiltered_frames(path: str, plan: StoredRuns, start: int, stop: int, dtype: np.dtype,
+                      frame_shape: tuple[int, int]) -> np.ndarray:
+    """Frames ``start:stop`` of an unfiltered dataset of the file ``path``: mapped onto the file when they
+    lie in one stored run (:func:`map_stored`, unless ``PTYDASK_MAP_READ=0``), else read into a new array
+    (:func:`read_stored`)."""
+    if MAP_READ and stop > start:
+        mapped = map_stored(path, plan, start, stop, dtype, frame_shape)
+        if mapped is not None:
+            return mapped
+    out = buffers.empty((stop - start,) + tuple(frame_shape), dtype)
+    read_stored(path, plan, start, stop, out)
+    return out
 
 
 def read_stored(path: str, plan: StoredRuns, start: int, stop: int, out: np.ndarray) -> None:
@@ -422,11 +442,9 @@ class FastPlan:
     table: Optional[dict[int, tuple[int, int, int]]] = None
 
     def read(self, start: int, stop: int, out: np.ndarray, fallback: Callable[[int, int, np.ndarray], None]) -> None:
-        """Frames ``start:stop`` into ``out``; ``fallback`` reads frames of chunks never written."""
-        if self.stored is not None:
-            read_stored(self.path, self.stored, start, stop, out)
-        else:
-            read_chunks(self.path, self.chunks, self.n, self.table.get, start, stop, out, fallback)
+        """Frames ``start:stop`` of compressed chunks into ``out``; ``fallback`` reads frames of chunks never
+        written (unfiltered frames: :func:`unfiltered_frames` with ``stored``)."""
+        read_chunks(self.path, self.chunks, self.n, self.table.get, start, stop, out, fallback)
 
 
 def file_stamp(path: str) -> tuple[int, int]:

@@ -35,9 +35,6 @@ from ._lazy import FrameReader, as_dask, frames_per_block, split
 #: Read compressed whole-frame chunks raw and decode them in a thread pool (``_fastread``);
 #: ``PTYDASK_FAST_READ=0`` lets HDF5 decode everything (on one thread).
 FAST_READ = os.environ.get("PTYDASK_FAST_READ", "1") != "0"
-#: Uncompressed frames stored in one run are mapped onto the file (copy-on-write, no copy);
-#: ``PTYDASK_MAP_READ=0`` copies them into fresh arrays instead.
-MAP_READ = os.environ.get("PTYDASK_MAP_READ", "1") != "0"
 
 try:  # registers bitshuffle, LZ4, Blosc, Zstd, ... with HDF5 when installed
     import hdf5plugin  # noqa: F401
@@ -345,14 +342,12 @@ class Hdf5Reader(FrameReader):
         plan = None
         if FAST_READ and self.outer is None and len(self.dshape) == 3 and stop > start:
             plan = self._fast_plan()
-            if plan is not None and plan.stored is not None and MAP_READ:
-                mapped = _fastread.map_stored(plan.path, plan.stored, start, stop, self.dtype, self.shape[1:])
-                if mapped is not None:
-                    return mapped
+            if plan is not None and plan.stored is not None:  # mapped, or plain parallel file reads
+                return _fastread.unfiltered_frames(plan.path, plan.stored, start, stop, self.dtype, self.shape[1:])
         out = buffers.empty((stop - start,) + self.shape[1:], self.dtype)
         if plan is not None:
-            # plain file reads at the stored offsets (compressed chunks decoded), in a thread pool,
-            # outside HDF5's lock; HDF5 is opened only for chunks never written (fill values)
+            # compressed chunks read at their stored offsets and decoded in a thread pool, outside
+            # HDF5's lock; HDF5 is opened only for chunks never written (fill values)
             plan.read(start, stop, out, self._read_h5py)
         else:
             self._read_h5py(start, stop, out)
