@@ -41,21 +41,11 @@ def prepare_to_ptyd(scan: xr.Dataset, path: str | os.PathLike, prepare_kwargs: M
         prepared = prepare(scan, **kwargs)
         to_ptyd(prepared, path, **to_ptyd_kwargs)
         return prepared
-    written: list[xr.Dataset] = []
-
-    def late() -> xr.Dataset | None:
-        final = spec.finish()
-        if final is not None:
-            written.append(final)
-        return final
-
     try:
-        to_ptyd(spec.scan, path, _late=late, **to_ptyd_kwargs)
+        to_ptyd(spec.scan, path, _late=spec.finish, **to_ptyd_kwargs)
     except Mispredicted:
-        prepared = spec.final()
-        to_ptyd(prepared, path, **to_ptyd_kwargs)
-        return prepared
-    return written[0]
+        to_ptyd(spec.final(), path, **to_ptyd_kwargs)
+    return spec.final()
 
 
 __all__ = ["prepare_to_ptyd"]

@@ -288,7 +288,7 @@ class _Plan:
                 if bar is not None:
                     bar.close()
             if self.late is not None:
-                self._replace_late(f, written)
+                self._replace_late(f)
             if self.save == "append":
                 for name in chunks:
                     if COMPLETE_ATTR in chunks[name].attrs:
@@ -296,7 +296,7 @@ class _Plan:
                 if FINGERPRINT_ATTR in f.attrs:
                     del f.attrs[FINGERPRINT_ATTR]
 
-    def _replace_late(self, f: h5py.File, written: list[Path]) -> None:
+    def _replace_late(self, f: h5py.File) -> None:
         """After the frames: ``meta``, ``info`` and the shared weights of the Scan ``late()`` returns."""
         final = self.late()
         if final is None:

@@ -136,7 +136,6 @@ def measure(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, i
     ``sum`` (H, W) per pixel, ``fraction`` scalar, ``valid`` (H, W).
     """
     lazy: dict[str, Any] = dict(extra)
-    nb = len(frames.chunks[0])
     if need_center:
         lazy["centres"] = centres(frames, inputs, padding)
     if masks.any():
@@ -273,10 +272,14 @@ class FusedPass:
             return compiled.stats_and_sums(frames, self.valid, self.dark, self.flat, self.candidates)
         return compiled.pixel_stats(frames), None, None
 
+    def masks_of(self, stats: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+        """The automatic masks (True = invalid) and their counts from per-pixel ``stats`` (2, H, W)."""
+        return automatic_masks({"max": stats[0], "sum": stats[1], "valid": self.valid}, self.masks)
+
     def result(self, stats: np.ndarray, sums: Optional[np.ndarray], values: Optional[np.ndarray]) -> Measured:
         """The measured masks (and centre) from the folded ``stats`` and all frames' ``sums`` and ``values``."""
         out = Measured()
-        out.bad, out.counts = automatic_masks({"max": stats[0], "sum": stats[1], "valid": self.valid}, self.masks)
+        out.bad, out.counts = self.masks_of(stats)
         if not self.center:
             return out
         drop = out.bad & self.gain

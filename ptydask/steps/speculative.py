@@ -43,8 +43,8 @@ from ..errors import GeometryError
 from . import compiled
 from .params import AUTO
 from .pipeline import PreparePlan, masked_centre_pass, plan_prepare, user_invalid
-from .reductions import (FusedPass, Measured, TreeFold, _fold_stats, automatic_masks, base_valid,
-                         first_block_stats, fusable, in_pieces, mean_centre)
+from .reductions import (FusedPass, Measured, TreeFold, _fold_stats, base_valid, first_block_stats, fusable,
+                         in_pieces, mean_centre)
 
 
 class Recorder:
@@ -100,6 +100,7 @@ class Speculation:
     recorder: Recorder
     scan: xr.Dataset
     measured: Optional[Measured] = field(default=None)
+    prepared: Optional[xr.Dataset] = field(default=None)
 
     def finish(self) -> Optional[xr.Dataset]:
         """The final prepared Scan when its frames are those of ``scan`` (the same window), else ``None``.
@@ -115,13 +116,16 @@ class Speculation:
         self.measured = measured
         if plan.geom.window(plan.center(measured)) != plan.geom.window(plan.center(self.guess)):
             return None
-        return plan.build(measured, self.counted)
+        self.prepared = plan.build(measured, self.counted)
+        return self.prepared
 
     def final(self) -> xr.Dataset:
-        """The prepared Scan (what ``prepare`` returns), measuring now what :meth:`finish` did not."""
-        if self.measured is None:
-            return self.plan.build(*self.plan.measure())
-        return self.plan.build(self.measured, self.counted)
+        """The prepared Scan (what ``prepare`` returns): the one :meth:`finish` returned, or built now on
+        its measurements (measuring now if it did not)."""
+        if self.prepared is None:
+            self.prepared = (self.plan.build(*self.plan.measure()) if self.measured is None
+                             else self.plan.build(self.measured, self.counted))
+        return self.prepared
 
 
 def speculate(scan: xr.Dataset, **params: Any) -> Optional[Speculation]:
@@ -150,8 +154,7 @@ def speculate(scan: xr.Dataset, **params: Any) -> Optional[Speculation]:
         return None
     if center:
         guess = Measured()
-        guess.bad, guess.counts = automatic_masks({"max": stats0[0], "sum": stats0[1], "valid": fused.valid},
-                                                  plan.masks)
+        guess.bad, guess.counts = fused.masks_of(stats0)
         good = fused.valid & ~guess.bad
         centres = np.concatenate(in_pieces(lambda f: compiled.mass_centres(f, good, dark, flat), first))
         del first
