@@ -19,7 +19,7 @@ from ..errors import RecipeError
 from .checks import check_recipe
 from .kinds import Choice, FilePath, Invalid, describe_all, show
 from .model import COMMAND_LINE, DEFAULT, RECIPE, Recipe, Value, error
-from .parse import parse_value, read_recipe_file
+from .parse import check_tree, parse_value, read_recipe_file
 from .table import BY_PATH, GROUPS, PARAMS, children
 
 # --------------------------------------------------------------------------- unknown keys
@@ -138,6 +138,7 @@ def load_recipe(
         return recipe
     if isinstance(recipe, Mapping):
         tree, file, where = recipe, None, "recipe"
+        check_tree(tree, where)
         folder = Path(base) if base is not None else Path.cwd()
     else:
         file = Path(recipe).expanduser().resolve()
