@@ -35,7 +35,7 @@ def make(seed, n=40, late_hot=False, dtype=np.uint16):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:H, :W]
     disk = 200.0 * (((yy - 11.3) ** 2 + (xx - 13.6) ** 2) < 25)
-    frames = rng.poisson(disk + 2.0, (n, H, W)).astype(dtype)
+    frames = rng.poisson(disk + 10.0, (n, H, W)).astype(dtype)  # bright enough to prove the dead pixels dead
     frames[:, 3, 20] = 5000  # hot from the start
     frames[:, 19, 2] = 0  # dead
     frames[:, :, 0] = 0  # a dead column

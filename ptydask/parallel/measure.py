@@ -57,6 +57,8 @@ def combine_measurements(comm: Any, local: xr.Dataset) -> Combine:
                     full[a:b] = arr[at:at + b - a]
                     at += b - a
             out["centres"] = full
+        if "frames" in values:
+            out["frames"] = comm.allreduce(int(values["frames"]), op=MPI.SUM)
         for key, op in (("max", MPI.MAX), ("sum", MPI.SUM), ("fraction", MPI.MAX)):
             if key in values:
                 mine = np.ascontiguousarray(np.asarray(values[key], dtype=np.float64))

@@ -221,31 +221,6 @@ def _centres_of(total: np.ndarray, row_sums: np.ndarray, col_sums: np.ndarray) -
         return np.stack([rows / total, cols / total], axis=1).reshape(n, 2)
 
 
-def brightest_neighbour(image: np.ndarray) -> np.ndarray:
-    """Largest value among each pixel's 8 neighbours (outside the frame counts as 0), (H, W)."""
-    h, w = image.shape
-    padded = np.pad(image, 1, mode="constant")
-    shifted = [padded[i : i + h, j : j + w] for i in range(3) for j in range(3) if (i, j) != (1, 1)]
-    return np.max(np.stack(shifted), axis=0)
-
-
-def hot_pixels(total: np.ndarray, population: np.ndarray, sigma: float, factor: float = 2.0) -> np.ndarray:
-    """Isolated spikes in the summed counts: hot pixels, bool (H, W).
-
-    ``S`` = per-pixel sum over all frames (counts, clipped at 0; pixels outside
-    ``population`` count as 0), ``B`` = the brightest of a pixel's 8 neighbours.
-    Hot where ``S - B > sigma * sqrt(B + 1)`` (more than ``sigma`` Poisson
-    deviations above the brightest neighbour) and ``S > factor * B`` (2). Any real
-    feature of a diffraction pattern, however sharp (the rim of a bright-field
-    disk, a Bragg peak spread over a few pixels), has a neighbour about as
-    bright as itself; a hot pixel has none.
-    """
-    counts = np.where(population, np.maximum(total, 0.0), 0.0).astype(np.float64)
-    brightest = brightest_neighbour(counts)
-    excess = counts - brightest
-    return population & (excess > sigma * np.sqrt(brightest + 1.0)) & (counts > factor * brightest)
-
-
 # --------------------------------------------------------------------------- whole pipeline on a block
 
 

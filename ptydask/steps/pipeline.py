@@ -81,8 +81,9 @@ def prepare(
     padding : (top, bottom, left, right) zero rows/columns, weight 0, before the ROI step.
     num_frames : prepare only the first ``num_frames`` frames; meta ``num_frames`` =
         min(num_frames, the scan's expected frames).
-    hot_pixels : sigma of the hot-pixel test (see ``kernels.hot_pixels``); ``dead_pixels``:
-        mask pixels that never count; ``saturation``: mask pixels reaching this raw count in
+    hot_pixels : sigma of the hot-pixel test (see ``badpixels.hot_pixels``); ``dead_pixels``:
+        mask pixels that never count where their neighbours predict many counts (or whose values
+        are all negative, as detectors mark gaps); ``saturation``: mask pixels reaching this raw count in
         any frame. Judged on the raw counts of all frames; counts go to ``info['masks']``.
     combine : for a part of a scan (one MPI rank's frames): turns the global reductions
         computed on the part into those of the whole scan (see ``ptydask.parallel.prepare_mpi``).

@@ -21,7 +21,7 @@ import dask.array as da
 import numpy as np
 
 from ..errors import GeometryError
-from . import compiled, kernels
+from . import badpixels, compiled, kernels
 from .geometry import Orientation, Window
 from .inputs import Inputs
 
@@ -140,18 +140,16 @@ def measure(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, i
         lazy["centres"] = centres(frames, inputs, padding)
     if masks.any():
         lazy["stats"] = pixel_stats(frames)
-        if masks.hot is not None:
+        if masks.hot is not None or masks.dead:
             lazy["valid"] = base_valid(inputs)
+            lazy["frames"] = frames.shape[0]
     if fraction is not None:
         lazy["fraction"] = max_fraction(frames, inputs, padding, *fraction)
     keys = list(lazy)
     values = dict(zip(keys, dask.compute(*(lazy[k] for k in keys)))) if keys else {}
     if "stats" in values:
         stats = values.pop("stats")
-        if masks.saturation is not None or masks.dead:
-            values["max"] = stats[0]
-        if masks.hot is not None:
-            values["sum"] = stats[1]
+        values["max"], values["sum"] = stats[0], stats[1]
     if combine is not None:
         values = combine(values)
 
@@ -241,6 +239,7 @@ class FusedPass:
     dead_count_zero: bool
     center: bool
     dtype: np.dtype
+    frames: int
 
     @classmethod
     def from_first(cls, stats0: np.ndarray, valid: Any, dark: Optional[np.ndarray], flat: Optional[np.ndarray],
@@ -259,11 +258,12 @@ class FusedPass:
             if masks.dead and not dead_count_zero:
                 cand |= stats0[0] <= 0
             if masks.hot is not None:
-                cand |= kernels.hot_pixels(stats0[1], valid, masks.hot / 2, factor=1.25)
+                cand |= badpixels.hot_pixels(stats0[1], valid, masks.hot / 2, factor=1.25)
         candidates = np.flatnonzero(cand & gain)
         if candidates.size * frames.shape[0] * frames.dtype.itemsize > CANDIDATE_BYTES:
             return None
-        return cls(masks, padding, int(w), valid, dark, flat, gain, candidates, dead_count_zero, center, frames.dtype)
+        return cls(masks, padding, int(w), valid, dark, flat, gain, candidates, dead_count_zero, center, frames.dtype,
+                   int(frames.shape[0]))
 
     def block(self, frames: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
         """(stats (2, H, W), sums (n, 3), candidates' raw values (n, K)) of one block of raw frames
@@ -272,14 +272,16 @@ class FusedPass:
             return compiled.stats_and_sums(frames, self.valid, self.dark, self.flat, self.candidates)
         return compiled.pixel_stats(frames), None, None
 
-    def masks_of(self, stats: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-        """The automatic masks (True = invalid) and their counts from per-pixel ``stats`` (2, H, W)."""
-        return automatic_masks({"max": stats[0], "sum": stats[1], "valid": self.valid}, self.masks)
+    def masks_of(self, stats: np.ndarray, frames: int) -> tuple[np.ndarray, dict[str, int]]:
+        """The automatic masks (True = invalid) and their counts from per-pixel ``stats`` (2, H, W)
+        of ``frames`` frames."""
+        return automatic_masks({"max": stats[0], "sum": stats[1], "valid": self.valid, "frames": frames},
+                               self.masks)
 
     def result(self, stats: np.ndarray, sums: Optional[np.ndarray], values: Optional[np.ndarray]) -> Measured:
         """The measured masks (and centre) from the folded ``stats`` and all frames' ``sums`` and ``values``."""
         out = Measured()
-        out.bad, out.counts = self.masks_of(stats)
+        out.bad, out.counts = self.masks_of(stats, self.frames)
         if not self.center:
             return out
         drop = out.bad & self.gain
@@ -346,24 +348,35 @@ def mean_centre(per_frame: np.ndarray) -> tuple[tuple[float, float], int]:
 
 
 def automatic_masks(values: dict[str, Any], masks: MaskRequest) -> tuple[np.ndarray, dict[str, int]]:
-    """Combine the per-pixel statistics into one bad-pixel map (True = invalid) and per-kind counts."""
+    """Combine the per-pixel statistics into one bad-pixel map (True = invalid) and per-kind counts.
+
+    ``values``: ``max``, ``sum`` and ``valid`` (H, W) over ``frames`` frames (without ``frames``, counts
+    are taken as single quanta: :func:`.badpixels.count_quantum`). Saturated: ``max >= saturation``. Dead: a pixel
+    never above 0 that Poisson statistics say should have counted (:mod:`.badpixels`), or one whose
+    values are all negative (detectors mark gaps and bad pixels so: Pilatus -1/-2). Hot:
+    :func:`.badpixels.hot_pixels`, also without each pixel's brightest frame (a flash in one frame is
+    no hot pixel; one frame shows none). Each kind is judged among the pixels the earlier kinds left valid.
+    """
     counts: dict[str, int] = {}
-    bad = None
-    if "max" in values:
-        peak = values["max"]
-        bad = np.zeros(peak.shape, dtype=bool)
-        if masks.saturation is not None:
-            sat = peak >= masks.saturation
-            counts["saturated"] = int(sat.sum())
-            bad |= sat
-        if masks.dead:
-            dead = peak <= 0
-            counts["dead"] = int(dead.sum())
-            bad |= dead
+    shape = next(np.shape(values[k]) for k in ("max", "sum") if k in values)
+    bad = np.zeros(shape, dtype=bool)
+    if masks.saturation is not None:
+        sat = values["max"] >= masks.saturation
+        counts["saturated"] = int(sat.sum())
+        bad |= sat
+    if not (masks.dead or masks.hot is not None):
+        return bad, counts
+    valid = np.asarray(values["valid"], dtype=bool) & np.ones(shape, dtype=bool)
+    quanta_per_count = 1.0 / badpixels.count_quantum(values["max"], values["sum"], int(values.get("frames", 0)),
+                                                     valid & ~bad)
+    quanta = values["sum"] * quanta_per_count
+    if masks.dead:
+        judged = valid & ~bad
+        dead = (judged & (values["max"] < 0)) | badpixels.dead_pixels(quanta, judged)
+        counts["dead"] = int(dead.sum())
+        bad |= dead
     if masks.hot is not None:
-        total = values["sum"]
-        population = values["valid"] & (True if bad is None else ~bad)
-        hot = kernels.hot_pixels(total, population, masks.hot)
+        hot = badpixels.hot_pixels(quanta, valid & ~bad, masks.hot, peak=values["max"] * quanta_per_count)
         counts["hot"] = int(hot.sum())
-        bad = hot if bad is None else bad | hot
+        bad |= hot
     return bad, counts

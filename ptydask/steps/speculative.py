@@ -154,7 +154,7 @@ def speculate(scan: xr.Dataset, **params: Any) -> Optional[Speculation]:
         return None
     if center:
         guess = Measured()
-        guess.bad, guess.counts = fused.masks_of(stats0)
+        guess.bad, guess.counts = fused.masks_of(stats0, int(first.shape[0]))
         good = fused.valid & ~guess.bad
         centres = np.concatenate(in_pieces(lambda f: compiled.mass_centres(f, good, dark, flat), first))
         del first
