@@ -19,6 +19,7 @@ from typing import Any, Optional
 import dask
 import dask.array as da
 import numpy as np
+from dask.delayed import Delayed
 
 from ..errors import GeometryError
 from . import compiled, kernels
@@ -55,6 +56,24 @@ class Measured:
     #: how the centre got the automatic masks: "one pass" (their pixels taken out of each frame's
     #: sums) or "second pass" (the frames read again with the masks applied); "" without both.
     center_with_masks: str = ""
+
+
+def compute_named(lazy: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the values of ``lazy`` (Dask arrays, ``dask.delayed`` objects, or anything else, kept as it
+    is) in ONE ``dask.compute``, so that tasks they share (reading the frames) run once; returns the same
+    keys with the computed values.
+
+    Every Dask collection is handed over as a ``dask.delayed`` object: ``dask.compute`` does not keep
+    the order of its results when arrays and delayed objects are mixed (dask 2026.8 returns
+    ``(array, array, delayed)`` for ``compute(array, delayed, array)``, even inside a dict or list),
+    so nothing here depends on how dask orders them.
+    """
+    keys = list(lazy)
+    if not keys:
+        return {}
+    wrapped = [dask.delayed(v) if dask.is_dask_collection(v) and not isinstance(v, Delayed) else v
+               for v in (lazy[k] for k in keys)]
+    return dict(zip(keys, dask.compute(*wrapped)))
 
 
 def _per_block(func: Any, *args: Any, nblocks: int, tail: tuple, **kw: Any) -> da.Array:
@@ -144,8 +163,7 @@ def measure(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, i
             lazy["valid"] = base_valid(inputs)
     if fraction is not None:
         lazy["fraction"] = max_fraction(frames, inputs, padding, *fraction)
-    keys = list(lazy)
-    values = dict(zip(keys, dask.compute(*(lazy[k] for k in keys)))) if keys else {}
+    values = compute_named(lazy)
     if "stats" in values:
         stats = values.pop("stats")
         if masks.saturation is not None or masks.dead:
@@ -187,8 +205,9 @@ def measure_fused(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, 
     pass must compute the centre; the masks are final). Returns ``None`` (nothing computed but the
     first block's statistics) when the candidates' record would exceed ``CANDIDATE_BYTES``.
     """
-    first = dask.delayed(first_block_stats)(frames.blocks[0])
-    stats0, valid, dark, flat = dask.compute(first, base_valid(inputs), inputs.dark, inputs.flat)
+    first = compute_named({"stats0": dask.delayed(first_block_stats)(frames.blocks[0]), "valid": base_valid(inputs),
+                           "dark": inputs.dark, "flat": inputs.flat})
+    stats0, valid, dark, flat = (first[k] for k in ("stats0", "valid", "dark", "flat"))
     fused = FusedPass.from_first(stats0, valid, dark, flat, frames, masks=masks, padding=padding, center=True)
     if fused is None:
         return None
@@ -196,9 +215,8 @@ def measure_fused(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, 
     stats = _tree(_fold_stats, [p[0] for p in parts])
     sums = dask.delayed(np.concatenate)([p[1] for p in parts])
     values = dask.delayed(np.concatenate)([p[2] for p in parts])
-    keys = list(extra)
-    stats, sums, values, *rest = dask.compute(stats, sums, values, *(extra[k] for k in keys))
-    return fused.result(stats, sums, values), dict(zip(keys, rest))
+    got = compute_named({**extra, "stats": stats, "sums": sums, "values": values})
+    return fused.result(got.pop("stats"), got.pop("sums"), got.pop("values")), {k: got[k] for k in extra}
 
 
 def in_pieces(func: Callable[[np.ndarray], Any], frames: np.ndarray) -> list:

@@ -34,7 +34,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import dask
 import numpy as np
 import xarray as xr
 
@@ -43,8 +42,8 @@ from ..errors import GeometryError
 from . import compiled
 from .params import AUTO
 from .pipeline import PreparePlan, masked_centre_pass, plan_prepare, user_invalid
-from .reductions import (FusedPass, Measured, TreeFold, _fold_stats, base_valid, first_block_stats, fusable,
-                         in_pieces, mean_centre)
+from .reductions import (FusedPass, Measured, TreeFold, _fold_stats, base_valid, compute_named, first_block_stats,
+                         fusable, in_pieces, mean_centre)
 
 
 class Recorder:
@@ -138,12 +137,13 @@ def speculate(scan: xr.Dataset, **params: Any) -> Optional[Speculation]:
         return None
     center = plan.raw_center is AUTO
     counted: dict[str, Any] = {}
-    small = [base_valid(inputs), inputs.dark, inputs.flat]
+    small = {"valid": base_valid(inputs), "dark": inputs.dark, "flat": inputs.flat}
     if inputs.mask is not None:
-        small.append(user_invalid(inputs))
-    valid, dark, flat, *user = dask.compute(*small)
-    if user:
-        counted["user"] = user[0]
+        small["user"] = user_invalid(inputs)
+    got = compute_named(small)
+    valid, dark, flat = got["valid"], got["dark"], got["flat"]
+    if "user" in got:
+        counted["user"] = got["user"]
     first = stats0 = None
     if center:
         first = np.asarray(frames.blocks[0].to_delayed().ravel()[0].compute())  # the block itself, not a copy
