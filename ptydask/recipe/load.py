@@ -17,10 +17,11 @@ from typing import Any
 
 from ..errors import RecipeError
 from .checks import check_recipe
-from .kinds import Choice, FilePath, Invalid, describe_all, show
+from ..params.kinds import Choice, FilePath, Invalid, describe_all, show
 from .model import COMMAND_LINE, DEFAULT, RECIPE, Recipe, Value, error
 from .parse import parse_value, read_recipe_file
-from .table import BY_PATH, GROUPS, PARAMS, children
+from ..params.registry import BY_PATH, GROUPS, children
+from ..params.registry import RECIPE_PARAMS as PARAMS
 
 # --------------------------------------------------------------------------- unknown keys
 
