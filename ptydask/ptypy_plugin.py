@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import ParameterError
-from .params.registry import defaults_text
+from .params.registry import defaults_text, prepare_only
 
 NAME = "PtydaskScan"
 _registered: dict[str, type] = {}
@@ -115,7 +115,8 @@ def build_scan(info: Any, comm: Any = None) -> Any:
 #: ``scan.data`` parameters taken from a recipe file for the PtyScan pipeline.
 _RECIPE_PTYSCAN = ("shape", "center", "auto_center", "orientation", "rebin", "rebin_mode", "min_frames", "label",
                    "version", "load_parallel")
-_RECIPE_OPTIONS = ("padding", "hot_pixels", "dead_pixels", "saturation", "normalisation")
+#: ``prepare`` keywords of a recipe passed to the PtyScan as ``prepare_options`` (the registry's).
+_RECIPE_OPTIONS = prepare_only()
 
 
 def _from_recipe(path: Any, pars: dict[str, Any], comm: Any) -> Any:

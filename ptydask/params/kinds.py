@@ -14,6 +14,7 @@ import math
 import numbers
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,10 @@ class Kind:
     def check(self, value: Any) -> Any:  # pragma: no cover - overridden
         return value
 
+    def resolve(self, value: Any, base: Any) -> Any:
+        """The checked ``value`` with relative file paths made absolute against folder ``base``."""
+        return value
+
     def __call__(self, value: Any) -> Any:
         return self.check(value)
 
@@ -79,6 +84,9 @@ class FilePath(Text):
 
     def check(self, value: Any) -> Any:
         return os.fspath(value) if isinstance(value, os.PathLike) else super().check(value)
+
+    def resolve(self, value: Any, base: Any) -> Any:
+        return value if value is None else str((Path(base) / os.path.expanduser(value)).resolve())
 
 
 @dataclass(frozen=True)

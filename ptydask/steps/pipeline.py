@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 import dask.array as da
@@ -16,6 +16,7 @@ from ..params.registry import param
 from ..scan import frames_expected, validate_scan, with_data
 from . import kernels
 from .geometry import Orientation, Window, inside
+from .base import build_steps
 from .inputs import Inputs, gather
 from .params import (
     AUTO,
@@ -196,6 +197,7 @@ def plan_prepare(scan: xr.Dataset, *, combine: Optional[Combine] = None, **param
         hot=positive_or_none("hot_pixels", p["hot_pixels"], "sigma of the hot-pixel test"),
     )
     inputs = gather(scan, frames, dark=p["dark"], flat=p["flat"], mask=p["mask"], normalisation=p["normalisation"])
+    inputs.steps, inputs.sides = build_steps(p, scan, frames)
     if keep == 0 and raw_center is AUTO:
         raise ParameterError("num_frames/auto_center: no frame to compute the automatic centre from")
 
@@ -270,7 +272,7 @@ def inputs_with_bad(inputs: Inputs, bad: Optional[np.ndarray]) -> Inputs:
         return inputs
     good = da.from_array(~bad, chunks=bad.shape)
     mask = good if inputs.mask is None else (inputs.mask != 0) & good
-    return Inputs(inputs.weights, inputs.dark, inputs.flat, mask, inputs.divisor, inputs.multiplier, inputs.origin)
+    return replace(inputs, mask=mask)
 
 
 def _empty(arr: Optional[da.Array]) -> Optional[np.ndarray]:
@@ -288,8 +290,9 @@ def _frames(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[W
     unchanged = window is None and not inputs.corrects and not any(geom.padding)
     if unchanged and recorder is None:
         return frames
-    kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin, mode=mode)
-    sides = (inputs.dark, inputs.flat, inputs.divisor, inputs.multiplier)
+    kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin, mode=mode,
+              steps=inputs.steps)
+    sides = (inputs.dark, inputs.flat, inputs.divisor, inputs.multiplier, *inputs.sides)
     if unchanged:
         meta = _empty(frames)
         return da.map_blocks(_recorded, frames, recorder=recorder, kernel=None, name=f"prepared-{recorder.token}",
@@ -315,8 +318,9 @@ def _weights(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[
              measured: Measured) -> da.Array:
     """The prepared weights, 2-D (y, x) when every input is 2-D, else (frame, y, x)."""
     bad = None if measured.bad is None else da.from_array(measured.bad, chunks=measured.bad.shape)
-    kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin)
-    sides = (inputs.mask, inputs.flat, bad)
+    kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin,
+              steps=inputs.steps)
+    sides = (inputs.mask, inputs.flat, bad, *inputs.sides)
     if inputs.per_frame_weights:
         kw["max_fraction"] = measured.max_fraction
         meta = kernels.weights_block(_empty(inputs.weights), *(_empty(a) for a in sides), **kw)
@@ -378,6 +382,8 @@ def _info(scan: xr.Dataset, geom: Geometry, center: tuple[float, float], rule: s
         "processed": geom.processes(),
         **inputs.origin,
     }
+    for step in inputs.steps:
+        prep.update(step.info())
     info["prepare"] = prep
     if masks.any() or "user" in counted:
         info["masks"] = dict(measured.counts, **{k: int(v) for k, v in counted.items()})

@@ -88,7 +88,7 @@ def centres(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int, int]
     """Lazy (n, 2) per-frame masked centres of mass (row, col) px of the padded, corrected frames."""
     return da.map_blocks(
         kernels.centres_block, frames, inputs.weights, inputs.mask, inputs.flat, inputs.dark,
-        inputs.divisor, inputs.multiplier, padding=padding,
+        inputs.divisor, inputs.multiplier, *inputs.sides, padding=padding, steps=inputs.steps,
         chunks=(frames.chunks[0], (2,)), drop_axis=2, dtype=np.float64,
     )
 
@@ -123,9 +123,9 @@ def max_fraction(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int,
                  orientation: Orientation, rebin: int) -> da.Array:
     """Lazy scalar: the largest valid fraction of any super-pixel over all frames (per-frame weights)."""
     parts = _per_block(
-        kernels.fraction_block, inputs.weights, inputs.mask, inputs.flat,
+        kernels.fraction_block, inputs.weights, inputs.mask, inputs.flat, *inputs.sides,
         nblocks=len(frames.chunks[0]), tail=(), padding=padding, window=window,
-        orientation=orientation, rebin=rebin,
+        orientation=orientation, rebin=rebin, steps=inputs.steps,
     )
     return parts.max()
 
@@ -139,6 +139,9 @@ def base_valid(inputs: Inputs) -> da.Array:
         valid = valid & (inputs.mask != 0)
     if inputs.flat is not None:
         valid = valid & da.map_blocks(kernels.flat_valid, inputs.flat, dtype=bool)
+    for step, side in zip(inputs.steps, inputs.sides):
+        if side is not None:
+            valid = valid & da.map_blocks(step.valid, side, dtype=bool)
     return valid
 
 
@@ -189,9 +192,10 @@ CANDIDATE_BYTES = 256 * 2**20
 
 def fusable(frames: da.Array, inputs: Inputs) -> bool:
     """True when the automatic masks and the centre can come from one pass (:func:`measure_fused`):
-    validity, dark and flat the same for every frame, and numeric frames."""
+    validity, dark and flat the same for every frame, numeric frames, and no per-pixel step after the
+    corrections (the one-pass sums apply dark and flat only)."""
     return (not inputs.per_frame_weights and (inputs.dark is None or inputs.dark.ndim == 2)
-            and frames.dtype.kind in "biuf")
+            and frames.dtype.kind in "biuf" and not inputs.steps)
 
 
 def measure_fused(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, int], masks: MaskRequest,
