@@ -250,6 +250,27 @@ class PositionList(Kind):
 
 
 @dataclass(frozen=True)
+class NumberOrRef(Number):
+    """A finite number (``> lo`` when ``strict``) or a ``{file, key}`` reference to an array in a file."""
+
+    def _describe(self) -> str:
+        return super()._describe() + " or {file, key} of a per-pixel map"
+
+    def check(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            if not set(value) <= {"file", "key"} or not isinstance(value.get("file"), (str, os.PathLike)) \
+                    or not isinstance(value.get("key", ""), (str, type(None))):
+                raise Invalid(self.describe)
+            return {k: (os.fspath(v) if k == "file" else v) for k, v in value.items()}
+        return super().check(value)
+
+    def resolve(self, value: Any, base: Any) -> Any:
+        if isinstance(value, dict):
+            return {**value, "file": FilePath().resolve(value["file"], base)}
+        return value
+
+
+@dataclass(frozen=True)
 class ArrayLike(Kind):
     """An array given through the Python API (checked against the frames where it is used)."""
 

@@ -33,6 +33,7 @@ from .kinds import (
     Kind,
     Number,
     NumberOrPair,
+    NumberOrRef,
     Orientation,
     PositionList,
     Shape,
@@ -215,6 +216,14 @@ PARAMS: tuple[Param, ...] = (
     P("dead_pixels", False, Flag(), "mask pixels that never count", stage="prepare", ext=True, uses="recipe prepare"),
     P("saturation", None, Number(lo=0, strict=True), "mask pixels reaching this raw count in any frame",
       stage="prepare", ext=True, unit="counts", uses="recipe prepare"),
+    P("adu_per_photon", None, NumberOrRef(lo=0, strict=True), "detector counts per photon: frames (after dark, "
+      "flat, monitor) are divided by it before the window; a per-pixel map's pixels <= 0 or not finite get data "
+      "0, weight 0 (`prepare`: also an (H, W) array)", stage="prepare", ext=True, unit="counts/photon",
+      uses="recipe prepare", kind_in={"prepare": ArrayLike(describe="a number > 0, an (H, W) array or {file, key}")}),
+    P("photon_threshold", None, Number(lo=0), "values below it (in photons, after `adu_per_photon`) become 0",
+      stage="prepare", ext=True, unit="photons", uses="recipe prepare"),
+    P("round_photons", False, Flag(), "round the photon counts to the nearest integer (half to even)",
+      stage="prepare", ext=True, uses="recipe prepare"),
     P("compression", "gzip", Choice(("gzip", None)), "HDF5 filter of data/weights (gzip is readable by ptypy)",
       stage="output", ext=True, nullable=True),
     P("compression_level", 1, Integer(0, 9), "gzip level", stage="output", ext=True),
