@@ -198,7 +198,7 @@ def plan_prepare(scan: xr.Dataset, *, combine: Optional[Combine] = None, **param
     )
     inputs = gather(scan, frames, dark=p["dark"], flat=p["flat"], mask=p["mask"], normalisation=p["normalisation"])
     inputs.steps, inputs.sides = build_steps(p, scan, frames)
-    if keep == 0 and raw_center is AUTO:
+    if keep == 0 and raw_center is AUTO and combine is None:  # a part of a scan may hold no frame
         raise ParameterError("num_frames/auto_center: no frame to compute the automatic centre from")
 
     return PreparePlan(scan, sub, frames, keep, meta_frames, geom, raw_center, center_rule, p["auto_center"],
