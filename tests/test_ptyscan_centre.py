@@ -83,3 +83,46 @@ def test_first_chunk_centre_of_a_growing_scan_is_prepares_on_that_chunk():
     first = from_arrays(frames[:6], scan["positions"].values[:6], energy=7.0, distance=1.0, psize=1e-4)
     assert ps.info.center_rule == "auto over the first chunk"
     assert ps.info.center == prepare(first, shape=12, center=None, hot_pixels=5.0).attrs["info"]["center"]
+
+
+MPI_SCRIPT = '''
+import json, sys
+import numpy as np
+from mpi4py import MPI
+from ptydask.ptyscan import PtyScan
+frames = np.random.default_rng(1).poisson(50, (2, 12, 12)).astype(np.uint16)
+frames[:, 2, 9] += 900
+class H(PtyScan):
+    def load_positions(self): return np.zeros((2, 2))
+    def load(self, indices): return {i: frames[i] for i in indices}, {}, {}
+ps = H(dict(shape=8, center=None), comm=MPI.COMM_WORLD, prepare_options=dict(hot_pixels=5.0))
+ps.initialize(); ps.auto(2)
+got = MPI.COMM_WORLD.gather(ps.info.center)
+if MPI.COMM_WORLD.rank == 0:
+    print(json.dumps(got))
+'''
+
+
+def test_adapter_centre_under_mpi_with_a_rank_without_frames(tmp_path):
+    """3 ranks, 2 frames: ptypy's split gives rank 0 none; every rank gets prepare's serial centre."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("mpi4py")
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("no mpiexec")
+    (tmp_path / "run.py").write_text(MPI_SCRIPT)
+    done = subprocess.run([mpiexec, "-n", "3", sys.executable, str(tmp_path / "run.py")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    centres = json.loads(done.stdout.strip().splitlines()[-1])
+    frames = np.random.default_rng(1).poisson(50, (2, 12, 12)).astype(np.uint16)
+    frames[:, 2, 9] += 900
+    want = prepare(from_arrays(frames, np.zeros((2, 2)), energy=7.2, distance=7.19, psize=172e-6), shape=8,
+                   center=None, hot_pixels=5.0, dark=False, flat=False, normalisation=False)
+    assert centres == [want.attrs["info"]["center"]] * 3
