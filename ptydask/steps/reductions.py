@@ -10,7 +10,6 @@ sums of integers, maxima or per-frame values do not depend on the chunking.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +24,10 @@ from ..errors import GeometryError
 from . import compiled, kernels
 from .geometry import Orientation, Window
 from .inputs import Inputs
+from .reduction import PIXEL_STATS, TreeFold, fold_stats, tree  # noqa: F401 - TreeFold, fold_stats: re-exported
+
+#: The names the one-read recorder and its tests used (the reductions' tree now lives in ``.reduction``).
+_tree, _fold_stats = tree, fold_stats
 
 
 #: Turns the reduction values of a part of a scan into those of the whole scan.
@@ -93,30 +96,11 @@ def centres(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int, int]
     )
 
 
-def pixel_stats(frames: da.Array, split_every: int = 8) -> Any:
-    """Lazy (``dask.delayed``) (2, H, W) float64: per-pixel maximum and sum over all frames.
-
-    One compiled pass per block, folded in a tree of ``split_every`` partials at a time
-    (in place, without concatenating the partials as a Dask reduction would).
-    """
-    return _tree(_fold_stats, [dask.delayed(compiled.pixel_stats)(block) for block in frames.to_delayed().ravel()],
-                 split_every)
-
-
-def _tree(fold: Callable[[list], Any], parts: list, split_every: int = 8) -> Any:
-    """``fold`` over delayed ``parts``, ``split_every`` at a time, level by level (block order kept)."""
-    while len(parts) > 1:
-        parts = [dask.delayed(fold)(parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
-    return parts[0]
-
-
-def _fold_stats(parts: list[np.ndarray]) -> np.ndarray:
-    """Combine (2, H, W) partials of ``compiled.pixel_stats``: maximum (NaN propagates) and sum, in order."""
-    out = parts[0].copy()
-    for p in parts[1:]:
-        np.maximum(out[0], p[0], out=out[0])
-        np.add(out[1], p[1], out=out[1])
-    return out
+def pixel_stats(frames: da.Array) -> Any:
+    """Lazy (``dask.delayed``) (2, H, W) float64: per-pixel maximum and sum over all frames
+    (:data:`~.reduction.PIXEL_STATS`: one compiled pass per block, merged in a tree in place,
+    without concatenating the partials as a Dask reduction would)."""
+    return PIXEL_STATS.lazy(frames)
 
 
 def max_fraction(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int, int], window: Window,
@@ -216,7 +200,7 @@ def measure_fused(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, 
     if fused is None:
         return None
     parts = [dask.delayed(fused.block, nout=3)(block) for block in frames.to_delayed().ravel()]
-    stats = _tree(_fold_stats, [p[0] for p in parts])
+    stats = PIXEL_STATS.tree([p[0] for p in parts])
     sums = dask.delayed(np.concatenate)([p[1] for p in parts])
     values = dask.delayed(np.concatenate)([p[2] for p in parts])
     got = compute_named({**extra, "stats": stats, "sums": sums, "values": values})
@@ -237,7 +221,7 @@ def in_pieces(func: Callable[[np.ndarray], Any], frames: np.ndarray) -> list:
 
 def first_block_stats(frames: np.ndarray) -> np.ndarray:
     """``compiled.pixel_stats`` of the first block (the candidates of :class:`FusedPass`), on all CPUs."""
-    return _fold_stats(in_pieces(compiled.pixel_stats, np.asarray(frames)))
+    return PIXEL_STATS.merge(in_pieces(PIXEL_STATS.partial, np.asarray(frames)))
 
 
 @dataclass
@@ -321,37 +305,6 @@ class FusedPass:
             out.center, out.empty_frames = mean_centre(per_frame)
             out.center_with_masks = "one pass"
         return out
-
-
-class TreeFold:
-    """``_tree(fold, parts, split_every)`` computed as the parts arrive, in any order: each group is folded
-    as soon as it is complete, so at most a few groups per level are held, and the result is the
-    same as the lazy tree's (same groups, same order). Thread-safe."""
-
-    def __init__(self, fold: Callable[[list], Any], n: int, split_every: int = 8):
-        self.fold, self.k = fold, split_every
-        self.sizes = [n]
-        while self.sizes[-1] > 1:
-            self.sizes.append(-(-self.sizes[-1] // split_every))
-        self.pending: list[dict[int, Any]] = [{} for _ in self.sizes]
-        self.result: Any = None
-        self._lock = threading.Lock()
-
-    def add(self, i: int, part: Any) -> None:
-        """Part ``i`` (0 <= i < n) of the bottom level."""
-        with self._lock:
-            self._add(0, i, part)
-
-    def _add(self, level: int, i: int, part: Any) -> None:
-        if self.sizes[level] == 1:
-            self.result = part
-            return
-        pending = self.pending[level]
-        pending[i] = part
-        lo = (i // self.k) * self.k
-        hi = min(lo + self.k, self.sizes[level])
-        if all(j in pending for j in range(lo, hi)):
-            self._add(level + 1, i // self.k, self.fold([pending.pop(j) for j in range(lo, hi)]))
 
 
 def mean_centre(per_frame: np.ndarray) -> tuple[tuple[float, float], int]:
