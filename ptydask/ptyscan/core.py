@@ -131,9 +131,10 @@ class PtyScan:
     parameters are the defaults (``DEFAULT``, including any ``Defaults:``
     docstring section of a subclass) updated by ``pars`` then ``kwargs``;
     ``comm`` is an optional mpi4py communicator; ``prepare_options`` are
-    further :func:`ptydask.steps.prepare` keywords (ptydask extensions:
-    ``padding``, ``hot_pixels``, ``dead_pixels``, ``saturation``, ``mask``,
-    ``dark``, ``flat``, ``normalisation``). Construction reads no data.
+    further :func:`ptydask.steps.prepare` keywords: those of the parameter registry's
+    ``prepare`` vocabulary that are no PtyScan parameter (``PREPARE_OPTIONS``, e.g.
+    ``padding``, the automatic masks, ``dark``/``flat``/``mask``/``normalisation`` and the photon
+    step). The automatic centre is ``prepare``'s own. Construction reads no data.
     """
 
     WAIT = WAIT

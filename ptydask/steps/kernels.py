@@ -55,22 +55,33 @@ def flat_valid(flat: np.ndarray) -> np.ndarray:
 
 
 def correct(frames: np.ndarray, dark: Array = None, flat: Array = None, divisor: Array = None,
-            multiplier: Array = None) -> np.ndarray:
-    """Dark, flat and monitor corrections in float64 (``Hdf5Loader`` order).
+            multiplier: Array = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Dark, flat and monitor corrections in float64 (``Hdf5Loader`` order): THE correction rule.
 
     ``frame - dark`` with negatives set to 0, then ``/ flat`` (0 where the flat
     is zero or not finite), then ``/ divisor * multiplier`` per frame.
     ``dark``/``flat`` are (H, W) or (n, H, W); ``divisor``/``multiplier`` (n, 1, 1).
+    ``out``: a float64 buffer of the frames' shape to work in (the result), else a new array.
+    The compiled kernels (``compiled``) perform these operations in this order (tested bit for bit).
     """
-    out = frames.astype(np.float64)
+    if out is None:
+        out = frames.astype(np.float64)
+    else:
+        np.copyto(out, frames, casting="unsafe")
     if dark is not None:
-        out -= dark
+        np.subtract(out, dark, out=out)
         np.maximum(out, 0.0, out=out)
     if flat is not None:
         valid = flat_valid(flat)
-        out = np.divide(out, flat, out=np.zeros(np.broadcast_shapes(out.shape, flat.shape)), where=valid)
+        shape = np.broadcast_shapes(out.shape, flat.shape)
+        if shape == out.shape:
+            np.divide(out, flat, out=out, where=valid)
+            np.copyto(out, 0.0, where=~valid)
+        else:
+            out = np.divide(out, flat, out=np.zeros(shape), where=valid)
     if divisor is not None:
-        out = out / divisor * multiplier
+        np.divide(out, divisor, out=out)
+        np.multiply(out, multiplier, out=out)
     return out
 
 
@@ -400,34 +411,16 @@ def _groups(n: int, g: int) -> list[tuple[int, int]]:
 
 
 def _mass_sums_unpadded(frames, weights, mask, flat, dark, divisor, multiplier, g):
-    """``_mass_sums`` of ``_centres_inputs`` group by group, in one reused float64 buffer.
-
-    The same ufuncs on the same values as ``correct`` and ``mass_centres`` (in place
-    instead of into fresh arrays); 2-D side arrays are prepared once.
-    """
+    """``_mass_sums`` of ``_centres_inputs`` group by group, corrected by ``correct`` in one reused
+    float64 buffer (the same values as into fresh arrays); 2-D validity is prepared once."""
     n, h, w = frames.shape
     buf = np.empty((g, h, w), dtype=np.float64)
     zero = (0, 0, 0, 0)
     shared = all(a is None or a.ndim == 2 for a in (weights, mask, flat))
     base = valid_weights(weights, mask, flat, None, zero) > 0 if shared else None
-    flat_ok = flat_valid(flat) if flat is not None and flat.ndim == 2 else None
-    corrects = dark is not None or flat is not None or divisor is not None
     for s, e in _groups(n, g):
-        raw = frames[s:e]
-        b = buf[: e - s]
-        np.copyto(b, raw, casting="unsafe")  # frames.astype(np.float64)
-        if corrects:
-            d, fl = _rows(dark, s, e), _rows(flat, s, e)
-            if d is not None:
-                np.subtract(b, d, out=b)
-                np.maximum(b, 0.0, out=b)
-            if fl is not None:
-                ok = flat_ok if flat_ok is not None else flat_valid(fl)
-                np.divide(b, fl, out=b, where=ok)
-                np.copyto(b, 0.0, where=~ok)
-            if divisor is not None:
-                np.divide(b, _rows(divisor, s, e), out=b)
-                np.multiply(b, _rows(multiplier, s, e), out=b)
+        b = correct(frames[s:e], _rows(dark, s, e), _rows(flat, s, e), _rows(divisor, s, e),
+                    _rows(multiplier, s, e), out=buf[: e - s])
         if base is not None:
             valid = base
         else:
