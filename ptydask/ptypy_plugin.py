@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Optional
 
 from .errors import ParameterError
+from .params.registry import defaults_text, prepare_only
 
 NAME = "PtydaskScan"
 _registered: dict[str, type] = {}
 
-_DOC = """
+_INTRO = """
     ptydask's lazy preparation (Dask, out of core, MPI-aware) as a ptypy scan source.
 
     Frames and preprocessing come from a ptydask recipe file (``recipe``), or from
@@ -43,43 +45,9 @@ _DOC = """
     ``scan.data`` parameters, with further ``open_frames`` arguments (positions, mask,
     darkfield, flatfield, normalisation, recorded_energy, ...) in ``spec``.
 
-    Defaults:
-
-    [name]
-    default = PtydaskScan
-    type = str
-    help =
-
-    [source]
-    default = None
-    type = str
-    help = Raw frames (file, glob, folder) or a .ptyd file
-
-    [key]
-    default = None
-    type = str
-    help = Dataset path of the frames inside source (HDF5/Zarr), if not found automatically
-
-    [recipe]
-    default = None
-    type = str
-    help = Path of a ptydask recipe file (JSON/YAML); its parameters replace the ones given here
-
-    [spec]
-    default = None
-    type = str
-    help = JSON text or path of a JSON/YAML file with further open_frames arguments (with source)
-
-    [rebin_mode]
-    default = mean
-    type = str
-    help = 'mean' (ptypy) or 'sum' (keeps photon counts)
-
-    [overwrite]
-    default = False
-    type = bool
-    help = Replace an existing dfile when saving (ptypy renames it to .old)
-    """
+"""
+#: The class docstring ptypy reads: its ``Defaults:`` section is the registry's ``plugin`` vocabulary.
+_DOC = _INTRO + textwrap.indent(defaults_text("plugin"), "    ") + "\n    "
 
 
 def load_spec(spec: Any) -> dict[str, Any]:
@@ -147,7 +115,8 @@ def build_scan(info: Any, comm: Any = None) -> Any:
 #: ``scan.data`` parameters taken from a recipe file for the PtyScan pipeline.
 _RECIPE_PTYSCAN = ("shape", "center", "auto_center", "orientation", "rebin", "rebin_mode", "min_frames", "label",
                    "version", "load_parallel")
-_RECIPE_OPTIONS = ("padding", "hot_pixels", "dead_pixels", "saturation", "normalisation")
+#: ``prepare`` keywords of a recipe passed to the PtyScan as ``prepare_options`` (the registry's).
+_RECIPE_OPTIONS = prepare_only()
 
 
 def _from_recipe(path: Any, pars: dict[str, Any], comm: Any) -> Any:

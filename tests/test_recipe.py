@@ -12,7 +12,7 @@ import pytest
 from ptydask.cli import main
 from ptydask.errors import RecipeError, ScanError
 from ptydask.recipe import PARAMS, load_recipe, render_docs, run_recipe
-from ptydask.recipe.table import BY_PATH
+from ptydask.params.registry import BY_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("PTYDASK_SHARED", REPO.parent / "shared")) / "fixtures" / "ptypy"

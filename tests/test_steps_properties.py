@@ -167,7 +167,7 @@ def test_crop_pad_orientation_rebin_match_reference(data, stack):
     frames, weights, chunks = stack
     n, h, w = frames.shape
     r = data.draw(st.sampled_from([1, 1, 2, 3]), label="rebin")
-    roi = r * data.draw(st.integers(1, 12 // r), label="roi/r")
+    roi = r * data.draw(st.integers(2, max(2, 12 // r)), label="roi/r")
     center = (data.draw(half_steps(h), label="row"), data.draw(half_steps(w), label="col"))
     o = data.draw(st.one_of(st.integers(0, 7), st.tuples(st.booleans(), st.booleans(), st.booleans())), label="o")
     mode = data.draw(st.sampled_from(["mean", "sum"]), label="mode")
@@ -236,9 +236,7 @@ def test_sum_rebin_preserves_counts(data, stack):
     frames, weights, chunks = stack
     n, h, w = frames.shape
     r = data.draw(st.sampled_from([2, 3, 4]))
-    side = (min(h, w) // r) * r
-    if side == 0:
-        side = r
+    side = max(2, min(h, w) // r) * r  # prepared frames are at least 2 x 2
     center = (float(h // 2), float(w // 2))
     out = prepare(scan_of(frames, weights, chunks), shape=side, center=center, auto_center=False,
                   rebin=r, rebin_mode="sum")

@@ -32,14 +32,13 @@ import numpy as np
 import xarray as xr
 
 from ..blocks import block_ranges
-from ..errors import GeometryError, ParameterError, ScanError
+from ..errors import ParameterError, ScanError
 from ..packages import AttrDict, make_package, own_blocks, rank_and_size
 from ..parallel.split import FrameSplitter
 from ..scan import META_KEYS, from_arrays, meta_of
 from ..steps import prepare
-from ..steps.geometry import inside
-from ..steps.kernels import mass_centres
 from ..steps.params import AUTO, center_of, padding_of
+from ..steps.pipeline import plan_prepare
 from .params import EOS, PREPARE_OPTIONS, PTYSCAN_DEFAULTS, WAIT, Param, check_params, is_int, parse_defaults
 
 
@@ -132,9 +131,10 @@ class PtyScan:
     parameters are the defaults (``DEFAULT``, including any ``Defaults:``
     docstring section of a subclass) updated by ``pars`` then ``kwargs``;
     ``comm`` is an optional mpi4py communicator; ``prepare_options`` are
-    further :func:`ptydask.steps.prepare` keywords (ptydask extensions:
-    ``padding``, ``hot_pixels``, ``dead_pixels``, ``saturation``, ``mask``,
-    ``dark``, ``flat``, ``normalisation``). Construction reads no data.
+    further :func:`ptydask.steps.prepare` keywords: those of the parameter registry's
+    ``prepare`` vocabulary that are no PtyScan parameter (``PREPARE_OPTIONS``, e.g.
+    ``padding``, the automatic masks, ``dark``/``flat``/``mask``/``normalisation`` and the photon
+    step). The automatic centre is ``prepare``'s own. Construction reads no data.
     """
 
     WAIT = WAIT
@@ -450,14 +450,7 @@ class PtyScan:
         else:
             whole = self.num_frames is not None and len(indices) < self.num_frames and self._complete()
             source = self._all_frames_part() if whole else raw
-            sums = _allgather(self.comm, _centre_sums(source))
-            total = np.sum([s[0] for s in sums], axis=0)
-            n = sum(s[1] for s in sums)
-            if n == 0:
-                raise GeometryError("auto_center: no frame has masked intensity, the centre of mass is undefined; "
-                                    "give a centre, e.g. center='fftshift' or center=(row, col)")
-            centre = (float(total[0] / n) + top, float(total[1] / n) + left)
-            self._frozen_center = inside(centre, dsh, "automatic centre")
+            self._frozen_center = self._auto_centre(source, raw_shape)
             self.info.center_rule = "auto over all frames" if whole else "auto over the first chunk"
         self.info.center = list(self._frozen_center)
 
@@ -473,13 +466,29 @@ class PtyScan:
         raw, _ = self._raw_part(everything, FrameSplitter(self.size).split(everything), centre_pass=True)
         return raw
 
+    def _auto_centre(self, source: Optional[xr.Dataset], raw_shape: tuple[int, ...]) -> tuple[float, float]:
+        """The automatic centre of ``prepare`` (its reductions: corrections, masks, the masked centre of
+        mass over the frames of ``source``), combined over the ranks under MPI."""
+        if source is None:  # no frame on this rank: it still joins the combining
+            source = from_arrays(np.zeros((0, *raw_shape)), np.zeros((0, 2)), self._weights2d(tuple(raw_shape)),
+                                 energy=1.0, distance=1.0, psize=1.0)
+        combine = None if self.comm is None else rank_combine(self.comm)
+        plan = plan_prepare(source, shape=None, center=None, auto_center=True, combine=combine,
+                            **self._prepare_kwargs())
+        measured, _ = plan.measure()
+        return tuple(float(v) for v in plan.center(measured))  # type: ignore[return-value]
+
     # ------------------------------------------------------------------ prepare and save
-    def _prepare_part(self, raw: xr.Dataset) -> xr.Dataset:
-        p = self.info
+    def _prepare_kwargs(self) -> dict[str, Any]:
+        """``prepare`` keywords besides the geometry: no Scan corrections unless given, then the options."""
         kw: dict[str, Any] = dict(dark=False, flat=False, normalisation=False)
         kw.update(self.prepare_options)
+        return kw
+
+    def _prepare_part(self, raw: xr.Dataset) -> xr.Dataset:
+        p = self.info
         return prepare(raw, shape=p.shape, center=self._frozen_center, auto_center=False,
-                       orientation=p.orientation, rebin=p.rebin, rebin_mode=p.rebin_mode, **kw)
+                       orientation=p.orientation, rebin=p.rebin, rebin_mode=p.rebin_mode, **self._prepare_kwargs())
 
     def _update_meta(self, prepared: Optional[xr.Dataset]) -> None:
         found = None if prepared is None else meta_of(prepared)
@@ -529,21 +538,22 @@ def _gather(comm: Any, obj: Any) -> list[Any]:
     return [obj] if comm is None else comm.gather(obj, root=0)
 
 
-def _centre_sums(raw: Optional[xr.Dataset]) -> tuple[np.ndarray, int]:
-    """Sum of the per-frame masked centres of mass (row, col) px of ``raw`` and the number of frames with intensity."""
-    if raw is None or raw.sizes["frame"] == 0:
-        return np.zeros(2), 0
-    data = raw["data"].data
-    w = raw["weights"]
-    if w.ndim == 2:
-        valid = np.asarray(w.values) > 0
-        cen = data.map_blocks(lambda f: mass_centres(f, valid), chunks=(data.chunks[0], (2,)), drop_axis=2,
-                              dtype=np.float64)
-    else:
-        cen = da.map_blocks(lambda f, ww: mass_centres(f, ww > 0), data, w.data, chunks=(data.chunks[0], (2,)),
-                            drop_axis=2, dtype=np.float64)
-    values = np.asarray(cen.compute())
-    ok = np.isfinite(values).all(axis=1)
-    return values[ok].sum(axis=0), int(ok.sum())
+def rank_combine(comm: Any) -> Any:
+    """The ``combine`` hook of :func:`ptydask.steps.pipeline.plan_prepare` for a PtyScan chunk split over
+    ``comm``'s ranks (contiguous frames in rank order): per-frame centres gathered in rank order, per-pixel
+    maxima and sums reduced over the ranks."""
 
+    def combine(values: dict[str, Any]) -> dict[str, Any]:
+        out = dict(values)
+        if "centres" in values:
+            out["centres"] = np.concatenate([np.reshape(c, (-1, 2)) for c in comm.allgather(values["centres"])])
+        for key, fold in (("max", np.maximum), ("sum", np.add), ("fraction", np.maximum)):
+            if key in values:
+                parts = comm.allgather(np.asarray(values[key], dtype=np.float64))
+                total = parts[0].copy()
+                for part in parts[1:]:
+                    total = fold(total, part)
+                out[key] = total
+        return out
 
+    return combine

@@ -9,7 +9,8 @@ from .docs import render_docs
 from .load import load_recipe
 from .model import Recipe, Value
 from .run import RecipeResult, build, run_recipe
-from .table import NAMES, PARAMS, Param
+from ..params.registry import NAMES, Param
+from ..params.registry import RECIPE_PARAMS as PARAMS
 
 __all__ = ["load_recipe", "run_recipe", "build", "render_docs", "Recipe", "RecipeResult", "Value", "PARAMS",
            "Param", "NAMES"]

@@ -10,8 +10,11 @@ from typing import Any
 import h5py
 
 from ..errors import PtydaskError
+from ..params.registry import param
 from .model import DEFAULT, PTYD_META, RAW_ONLY, REF_GROUPS, Recipe, Value, error
 
+#: Smallest side of a prepared frame, pixels (the registry's bound of ``shape``).
+MIN_SIDE = param("shape").kind.lo
 #: meta keys of an input .ptyd that become a PtydScan recipe's defaults.
 PTYD_DEFAULTS = ("shape", "center", "psize", "energy", "distance", "label", "version")
 
@@ -121,4 +124,7 @@ def _check_rebin(recipe: Recipe) -> None:
     roi = shape if isinstance(shape, int) else min(shape)
     if roi % rebin:
         raise error(recipe.where, "rebin", f"got {rebin}; it must divide the ROI side {roi} (shape = {shape!r})")
+    if roi // rebin < MIN_SIDE:
+        raise error(recipe.where, "rebin", f"got {rebin}; it leaves frames of {roi // rebin} pixels a side from the "
+                    f"ROI side {roi}; prepared frames need at least {MIN_SIDE}")
 

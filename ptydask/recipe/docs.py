@@ -1,9 +1,10 @@
-"""Generate ``docs/recipe.md`` from the parameter table (``python -m ptydask.recipe > docs/recipe.md``)."""
+"""Generate ``docs/recipe.md`` from the parameter registry (``python -m ptydask.recipe > docs/recipe.md``)."""
 
 from __future__ import annotations
 
-from .kinds import describe_all, show
-from .table import GROUPS, NAMES, PARAMS, Param
+from ..params.kinds import describe_all, show
+from ..params.registry import GROUPS, NAMES, PARAMS as EVERY, Param, prepare_only, vocabulary
+from ..params.registry import RECIPE_PARAMS as PARAMS
 
 #: Top-level keys that belong to ptypy's Hdf5Loader.
 HDF5_TOP = ("intensities", "positions", "mask", "flatfield", "darkfield", "normalisation", "framefilter",
@@ -34,7 +35,7 @@ last. Run one with `ptydask prepare RECIPE` or `ptydask.recipe.run_recipe(RECIPE
 - Command line: `--set key.path=value` overrides a value (read as YAML),
   `--dfile` the output; `--dry-run` prints every value with its origin.
 
-This file is generated from `ptydask/recipe/table.py`; do not edit it by hand
+This file is generated from the parameter registry `ptydask/params/registry.py`; do not edit it by hand
 (`python -m ptydask.recipe > docs/recipe.md`).
 """
 
@@ -75,8 +76,27 @@ SECTIONS = {
 }
 
 
+INTERFACES = {
+    "prepare": "`ptydask.prepare(scan, ...)` keywords",
+    "ptyscan": "`ptydask.PtyScan` parameters (`DEFAULT`)",
+    "plugin": "ptypy plugin `PtydaskScan` parameters (besides ptypy's own `PtyScan` ones)",
+}
+
+
+def _interfaces() -> list[str]:
+    """The Python interfaces' vocabularies and the parameters only they take."""
+    names = lambda paths: ", ".join(f"`{p}`" for p in paths)  # noqa: E731
+    out = ["## Python interfaces", "",
+           "The same registry gives the parameters of the Python interfaces:", ""]
+    out += [f"- {text}: {names(p.path for p in vocabulary(use))}" for use, text in INTERFACES.items()]
+    out += [f"- `PtyScan(prepare_options=...)` keys (`prepare` keywords that are no PtyScan parameter): "
+            f"{names(prepare_only())}", "", "Parameters not taken by recipes:", "", HEADER]
+    out += [_row(p) for p in EVERY if "recipe" not in p.uses] + [""]
+    return out
+
+
 def render_docs() -> str:
-    """The markdown reference of every recipe parameter."""
+    """The markdown reference of every recipe parameter, then the Python interfaces' vocabularies."""
     out = [INTRO.format(names=", ".join(f"`{n}`" for n in NAMES))]
     for section, text in SECTIONS.items():
         out += [f"## {section}", "", text, ""]
@@ -85,4 +105,4 @@ def render_docs() -> str:
         if groups:
             out += ["Groups:", ""] + [f"- `{g}`: {GROUPS[g]}" for g in groups] + [""]
         out += [HEADER] + [_row(p) for p in params] + [""]
-    return "\n".join(out)
+    return "\n".join(out + _interfaces())

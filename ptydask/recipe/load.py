@@ -17,10 +17,11 @@ from typing import Any
 
 from ..errors import RecipeError
 from .checks import check_recipe
-from .kinds import Choice, FilePath, Invalid, describe_all, show
+from ..params.kinds import Choice, Invalid, describe_all, show
 from .model import COMMAND_LINE, DEFAULT, RECIPE, Recipe, Value, error
 from .parse import check_tree, parse_value, read_recipe_file
-from .table import BY_PATH, GROUPS, PARAMS, children
+from ..params.registry import BY_PATH, GROUPS, children
+from ..params.registry import RECIPE_PARAMS as PARAMS
 
 # --------------------------------------------------------------------------- unknown keys
 
@@ -113,10 +114,6 @@ def _check(path: str, value: Any, where: str) -> Any:
         raise error(where, path, f"got {show(value)}; expected {allowed}{hint}") from None
 
 
-def _resolve_path(value: Any, base: Path) -> Any:
-    return value if value is None else str((base / os.path.expanduser(value)).resolve())
-
-
 def load_recipe(
     recipe: str | os.PathLike | Mapping[str, Any] | Recipe,
     *,
@@ -169,8 +166,7 @@ def load_recipe(
             continue
         value, origin = got
         value = _check(param.path, value, where if origin == RECIPE else "--set")
-        if isinstance(param.kind, FilePath):
-            value = _resolve_path(value, folder if origin == RECIPE else Path.cwd())
+        value = param.kind.resolve(value, folder if origin == RECIPE else Path.cwd())
         values[param.path] = Value(value, origin)
     out = Recipe(values, file, folder)
     check_recipe(out, check_files=check_files)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RecipeError
-from .table import children
+from ..params.registry import children
 
 DEFAULT, RECIPE, COMMAND_LINE, PTYD_META = "default", "recipe", "command line", "input .ptyd meta"
 #: Groups that reference a dataset by ``{file, key}``.

@@ -8,9 +8,9 @@ from typing import Any
 import xarray as xr
 
 from ..scan import describe
-from .kinds import show
+from ..params.kinds import show
 from .model import REF_GROUPS, Recipe
-from .table import PARAMS
+from ..params.registry import RECIPE_PARAMS as PARAMS
 
 
 def _parameters(recipe: Recipe) -> list[str]:

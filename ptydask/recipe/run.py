@@ -20,15 +20,16 @@ import xarray as xr
 
 from ..errors import OutputExistsError, PtydaskError
 from ..onepass import prepare_to_ptyd
+from ..params.registry import vocabulary
 from ..ptyd import open_ptyd
 from ..sources import open_frames
 from ..steps import prepare
 from .load import load_recipe
 from .model import Recipe, error
 
-#: ``prepare`` keywords taken from the recipe as they are.
-PREPARE_KEYS = ("shape", "center", "auto_center", "orientation", "rebin", "rebin_mode", "padding",
-                "hot_pixels", "dead_pixels", "saturation")
+#: ``prepare`` keywords taken from the recipe as they are: the registry's recipe parameters that ``prepare``
+#: also takes (``num_frames`` is set below, it follows ``positions_theory``).
+PREPARE_KEYS = tuple(p.path for p in vocabulary("recipe") if "prepare" in p.uses and p.path != "num_frames")
 GEOMETRY = ("energy", "distance", "psize")
 
 

@@ -37,16 +37,19 @@ class Inputs:
     divisor: Optional[da.Array] = None
     multiplier: Optional[da.Array] = None
     origin: dict[str, Any] = field(default_factory=dict)
+    #: The per-pixel steps after the corrections (``base.PixelStep``) and their side arrays (or None).
+    steps: tuple = ()
+    sides: tuple = ()
 
     @property
     def corrects(self) -> bool:
-        """True when frames go through float64 corrections."""
-        return self.dark is not None or self.flat is not None or self.divisor is not None
+        """True when frames go through float64 per-pixel steps (corrections and others)."""
+        return self.dark is not None or self.flat is not None or self.divisor is not None or bool(self.steps)
 
     @property
     def per_frame_weights(self) -> bool:
         """True when the prepared weights must be (frame, y, x)."""
-        return any(a is not None and a.ndim == 3 for a in (self.weights, self.mask, self.flat))
+        return any(a is not None and a.ndim == 3 for a in (self.weights, self.mask, self.flat, *self.sides))
 
 
 def _real(name: str, arr: Any) -> Any:

@@ -19,6 +19,9 @@ from .geometry import Orientation, Window
 Array = Optional[np.ndarray]
 #: Zero padding (top, bottom, left, right), pixels.
 Padding = tuple[int, int, int, int]
+#: Per-pixel steps after the corrections (``base.PixelStep``), and their side arrays (one each, or None).
+Steps = tuple
+Sides = tuple
 
 #: The block kernels work through a block a few frames at a time, so that their float64
 #: temporaries stay about this small: the allocator recycles small buffers, while large
@@ -52,22 +55,33 @@ def flat_valid(flat: np.ndarray) -> np.ndarray:
 
 
 def correct(frames: np.ndarray, dark: Array = None, flat: Array = None, divisor: Array = None,
-            multiplier: Array = None) -> np.ndarray:
-    """Dark, flat and monitor corrections in float64 (``Hdf5Loader`` order).
+            multiplier: Array = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Dark, flat and monitor corrections in float64 (``Hdf5Loader`` order): THE correction rule.
 
     ``frame - dark`` with negatives set to 0, then ``/ flat`` (0 where the flat
     is zero or not finite), then ``/ divisor * multiplier`` per frame.
     ``dark``/``flat`` are (H, W) or (n, H, W); ``divisor``/``multiplier`` (n, 1, 1).
+    ``out``: a float64 buffer of the frames' shape to work in (the result), else a new array.
+    The compiled kernels (``compiled``) perform these operations in this order (tested bit for bit).
     """
-    out = frames.astype(np.float64)
+    if out is None:
+        out = frames.astype(np.float64)
+    else:
+        np.copyto(out, frames, casting="unsafe")
     if dark is not None:
-        out -= dark
+        np.subtract(out, dark, out=out)
         np.maximum(out, 0.0, out=out)
     if flat is not None:
         valid = flat_valid(flat)
-        out = np.divide(out, flat, out=np.zeros(np.broadcast_shapes(out.shape, flat.shape)), where=valid)
+        shape = np.broadcast_shapes(out.shape, flat.shape)
+        if shape == out.shape:
+            np.divide(out, flat, out=out, where=valid)
+            np.copyto(out, 0.0, where=~valid)
+        else:
+            out = np.divide(out, flat, out=np.zeros(shape), where=valid)
     if divisor is not None:
-        out = out / divisor * multiplier
+        np.divide(out, divisor, out=out)
+        np.multiply(out, multiplier, out=out)
     return out
 
 
@@ -224,17 +238,29 @@ def _centres_of(total: np.ndarray, row_sums: np.ndarray, col_sums: np.ndarray) -
 # --------------------------------------------------------------------------- whole pipeline on a block
 
 
-def corrected_frames(frames: np.ndarray, dark: Array, flat: Array, divisor: Array, multiplier: Array,
-                     padding: Padding) -> np.ndarray:
-    """Corrections (float64, only if any is given; raw dtype otherwise), then zero padding."""
+def pixel_steps(frames: np.ndarray, dark: Array, flat: Array, divisor: Array, multiplier: Array,
+                steps: Steps = (), sides: Sides = ()) -> np.ndarray:
+    """Every per-pixel step in order: the corrections (float64, only if any is given), then each of
+    ``steps`` (:class:`~ptydask.steps.base.PixelStep`, float64) with its side array; the raw dtype
+    when there is nothing to do."""
     if dark is not None or flat is not None or divisor is not None:
         frames = correct(frames, dark, flat, divisor, multiplier)
-    return pad(frames, padding)
+    for step, side in zip(steps, sides):
+        frames = step.apply(frames, side)
+    return frames
 
 
-def valid_weights(weights: np.ndarray, mask: Array, flat: Array, bad: Array, padding: Padding) -> np.ndarray:
-    """Weights zeroed where the user ``mask`` is 0, the flat cannot divide, or ``bad`` (H, W or n, H, W) is True;
-    then zero padded; (n, H, W) out, 2-D (H, W) weights count as one frame. The dtype is kept."""
+def corrected_frames(frames: np.ndarray, dark: Array, flat: Array, divisor: Array, multiplier: Array,
+                     padding: Padding, steps: Steps = (), sides: Sides = ()) -> np.ndarray:
+    """The per-pixel steps (:func:`pixel_steps`), then zero padding."""
+    return pad(pixel_steps(frames, dark, flat, divisor, multiplier, steps, sides), padding)
+
+
+def valid_weights(weights: np.ndarray, mask: Array, flat: Array, bad: Array, padding: Padding,
+                  steps: Steps = (), sides: Sides = ()) -> np.ndarray:
+    """Weights zeroed where the user ``mask`` is 0, the flat cannot divide, ``bad`` (H, W or n, H, W) is True,
+    or a per-pixel step's weights rule says invalid; then zero padded; (n, H, W) out, 2-D (H, W) weights
+    count as one frame. The dtype is kept."""
     if weights.ndim == 2:
         weights = weights[None]
     if mask is not None:
@@ -243,12 +269,16 @@ def valid_weights(weights: np.ndarray, mask: Array, flat: Array, bad: Array, pad
         weights = restrict(weights, flat_valid(flat))
     if bad is not None:
         weights = restrict(weights, ~bad)
+    for step, side in zip(steps, sides):
+        ok = step.valid(side)
+        if ok is not None:
+            weights = restrict(weights, ok)
     return pad(weights, padding)
 
 
-def frames_block(frames: np.ndarray, dark: Array, flat: Array, divisor: Array, multiplier: Array, *,
+def frames_block(frames: np.ndarray, dark: Array, flat: Array, divisor: Array, multiplier: Array, *sides: Array,
                  padding: Padding, window: Optional[Window], orientation: Orientation, rebin: int,
-                 mode: str) -> np.ndarray:
+                 mode: str, steps: Steps = ()) -> np.ndarray:
     """One block of prepared frames: corrections, padding, then (gate open: ``window`` set) geometry.
 
     With a window, only the raw pixels the window sees are corrected (every correction
@@ -256,7 +286,7 @@ def frames_block(frames: np.ndarray, dark: Array, flat: Array, divisor: Array, m
     padding and cutting the window, at a fraction of the work and memory.
     """
     if window is None:
-        return corrected_frames(frames, dark, flat, divisor, multiplier, padding)
+        return corrected_frames(frames, dark, flat, divisor, multiplier, padding, steps, sides)
     n, h, w = frames.shape
     top, bottom, left, right = padding
     (r0, c0), (sr, sc) = window.start, window.shape
@@ -264,13 +294,13 @@ def frames_block(frames: np.ndarray, dark: Array, flat: Array, divisor: Array, m
     a0, a1 = max(r0 - top, 0), min(r0 + sr - top, h)
     b0, b1 = max(c0 - left, 0), min(c0 + sc - left, w)
     on_raw = (a0, a1, b0, b1) == (r0 - top, r0 + sr - top, c0 - left, c0 + sc - left)
-    corrects = dark is not None or flat is not None or divisor is not None
+    corrects = dark is not None or flat is not None or divisor is not None or bool(steps)
     base = np.dtype(np.float64) if corrects else frames.dtype
     inside = r0 >= 0 and c0 >= 0 and r0 + sr <= h + top + bottom and c0 + sc <= w + left + right
     dtype = base if inside else np.result_type(base, 0.0)  # crop_pad's promotion when the window leaves the frame
     rows, cols = slice(a0, max(a0, a1)), slice(b0, max(b0, b1))
     shared = all(a is None or a.ndim == 2 for a in (dark, flat))
-    if corrects and on_raw and shared and (rebin == 1 or (rebin < 8 and mode == "mean")):
+    if corrects and not steps and on_raw and shared and (rebin == 1 or (rebin < 8 and mode == "mean")):
         # the same operations, fused in one compiled pass per frame (bit for bit, see ``compiled``)
         return compiled.window_frames(frames, (a0, b0), (sr, sc), dark, flat, divisor, multiplier,
                                       orientation.transpose, orientation.flipud, orientation.fliplr, rebin)
@@ -278,8 +308,9 @@ def frames_block(frames: np.ndarray, dark: Array, flat: Array, divisor: Array, m
     def piece(s: int, e: int) -> np.ndarray:
         sub = frames[s:e, rows, cols]
         if corrects:
-            sub = correct(sub, _cut(dark, s, e, rows, cols), _cut(flat, s, e, rows, cols),
-                          _rows(divisor, s, e), _rows(multiplier, s, e))
+            sub = pixel_steps(sub, _cut(dark, s, e, rows, cols), _cut(flat, s, e, rows, cols),
+                              _rows(divisor, s, e), _rows(multiplier, s, e), steps,
+                              tuple(_cut(a, s, e, rows, cols) for a in sides))
         if not on_raw:
             win = np.zeros((e - s, sr, sc), dtype=dtype)
             if a1 > a0 and b1 > b0:
@@ -301,41 +332,43 @@ def frames_block(frames: np.ndarray, dark: Array, flat: Array, divisor: Array, m
     return result
 
 
-def weights_block(weights: np.ndarray, mask: Array, flat: Array, bad: Array, *, padding: Padding,
+def weights_block(weights: np.ndarray, mask: Array, flat: Array, bad: Array, *sides: Array, padding: Padding,
                   window: Optional[Window], orientation: Orientation, rebin: int,
-                  max_fraction: Optional[float]) -> np.ndarray:
+                  max_fraction: Optional[float], steps: Steps = ()) -> np.ndarray:
     """One block of prepared weights (n, h, w); 2-D weights are passed as (H, W) and broadcast."""
-    out = valid_weights(weights, mask, flat, bad, padding)
+    out = valid_weights(weights, mask, flat, bad, padding, steps, sides)
     return out if window is None else weights_geometry(out, window, orientation, rebin, max_fraction)
 
 
-def fraction_block(weights: np.ndarray, mask: Array, flat: Array, *, padding: Padding, window: Window,
-                   orientation: Orientation, rebin: int) -> np.ndarray:
+def fraction_block(weights: np.ndarray, mask: Array, flat: Array, *sides: Array, padding: Padding, window: Window,
+                   orientation: Orientation, rebin: int, steps: Steps = ()) -> np.ndarray:
     """Largest valid fraction of any r x r super-pixel in this block, shape (1,) (0 for an empty block)."""
-    out = valid_weights(weights, mask, flat, None, padding)
+    out = valid_weights(weights, mask, flat, None, padding, steps, sides)
     return np.array([valid_fraction(orient(crop_pad(out, window), orientation), rebin).max(initial=0.0)])
 
 
 def centres_block(frames: np.ndarray, weights: np.ndarray, mask: Array, flat: Array, dark: Array, divisor: Array,
-                  multiplier: Array, *, padding: Padding) -> np.ndarray:
-    """Per-frame masked centres of mass (n, 2), (row, col) px of the padded, corrected frames.
+                  multiplier: Array, *sides: Array, padding: Padding, steps: Steps = ()) -> np.ndarray:
+    """Per-frame masked centres of mass (n, 2), (row, col) px of the padded frames after the per-pixel steps.
 
-    Valid pixels: weights, user mask and flat as in ``valid_weights`` (automatic
+    Valid pixels: weights, user mask, flat and the steps' rules as in ``valid_weights`` (automatic
     masks reach it through the user mask, see ``reductions.measure``).
     """
     n, h, w = frames.shape
-    if all(a is None or a.ndim == 2 for a in (weights, mask, flat, dark)) and frames.dtype.kind in "biuf":
+    if not steps and all(a is None or a.ndim == 2 for a in (weights, mask, flat, dark)) \
+            and frames.dtype.kind in "biuf":
         # one compiled pass per frame; padding adds zeros only, so it shifts the centres
         valid = valid_weights(weights, mask, flat, None, (0, 0, 0, 0))[0] > 0
         centres = compiled.mass_centres(frames, valid, dark, flat)
         return centres + np.array([padding[0], padding[2]], dtype=np.float64)
     g = group_frames(h * w)
     if n <= g:
-        return mass_centres(*_centres_inputs(frames, weights, mask, flat, dark, divisor, multiplier, padding))
-    if any(padding):
+        return mass_centres(*_centres_inputs(frames, weights, mask, flat, dark, divisor, multiplier, padding,
+                                             steps, sides))
+    if any(padding) or steps:
         parts = (_mass_sums(*_centres_inputs(frames[s:e], _rows(weights, s, e), _rows(mask, s, e), _rows(flat, s, e),
                                              _rows(dark, s, e), _rows(divisor, s, e), _rows(multiplier, s, e),
-                                             padding))
+                                             padding, steps, tuple(_rows(a, s, e) for a in sides)))
                  for s, e in _groups(n, g))
     else:
         parts = _mass_sums_unpadded(frames, weights, mask, flat, dark, divisor, multiplier, g)
@@ -353,34 +386,16 @@ def _groups(n: int, g: int) -> list[tuple[int, int]]:
 
 
 def _mass_sums_unpadded(frames, weights, mask, flat, dark, divisor, multiplier, g):
-    """``_mass_sums`` of ``_centres_inputs`` group by group, in one reused float64 buffer.
-
-    The same ufuncs on the same values as ``correct`` and ``mass_centres`` (in place
-    instead of into fresh arrays); 2-D side arrays are prepared once.
-    """
+    """``_mass_sums`` of ``_centres_inputs`` group by group, corrected by ``correct`` in one reused
+    float64 buffer (the same values as into fresh arrays); 2-D validity is prepared once."""
     n, h, w = frames.shape
     buf = np.empty((g, h, w), dtype=np.float64)
     zero = (0, 0, 0, 0)
     shared = all(a is None or a.ndim == 2 for a in (weights, mask, flat))
     base = valid_weights(weights, mask, flat, None, zero) > 0 if shared else None
-    flat_ok = flat_valid(flat) if flat is not None and flat.ndim == 2 else None
-    corrects = dark is not None or flat is not None or divisor is not None
     for s, e in _groups(n, g):
-        raw = frames[s:e]
-        b = buf[: e - s]
-        np.copyto(b, raw, casting="unsafe")  # frames.astype(np.float64)
-        if corrects:
-            d, fl = _rows(dark, s, e), _rows(flat, s, e)
-            if d is not None:
-                np.subtract(b, d, out=b)
-                np.maximum(b, 0.0, out=b)
-            if fl is not None:
-                ok = flat_ok if flat_ok is not None else flat_valid(fl)
-                np.divide(b, fl, out=b, where=ok)
-                np.copyto(b, 0.0, where=~ok)
-            if divisor is not None:
-                np.divide(b, _rows(divisor, s, e), out=b)
-                np.multiply(b, _rows(multiplier, s, e), out=b)
+        b = correct(frames[s:e], _rows(dark, s, e), _rows(flat, s, e), _rows(divisor, s, e),
+                    _rows(multiplier, s, e), out=buf[: e - s])
         if base is not None:
             valid = base
         else:
@@ -390,8 +405,9 @@ def _mass_sums_unpadded(frames, weights, mask, flat, dark, divisor, multiplier, 
 
 
 def _centres_inputs(frames: np.ndarray, weights: np.ndarray, mask: Array, flat: Array, dark: Array, divisor: Array,
-                    multiplier: Array, padding: Padding) -> tuple[np.ndarray, np.ndarray]:
+                    multiplier: Array, padding: Padding, steps: Steps = (),
+                    sides: Sides = ()) -> tuple[np.ndarray, np.ndarray]:
     """Corrected, padded frames and their valid pixels (bool), as ``mass_centres`` takes them."""
-    data = corrected_frames(frames, dark, flat, divisor, multiplier, padding)
-    valid = valid_weights(weights, mask, flat, None, padding) > 0
+    data = corrected_frames(frames, dark, flat, divisor, multiplier, padding, steps, sides)
+    valid = valid_weights(weights, mask, flat, None, padding, steps, sides) > 0
     return data, valid

@@ -15,10 +15,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..errors import ParameterError
+from ..params.registry import param
 from .geometry import Orientation, Window, inside, translate_center
 
-#: Largest rebin factor ptypy accepts.
-MAX_REBIN = 32
+#: Largest rebin factor ptypy accepts (the registry's bound).
+MAX_REBIN = param("rebin").kind.hi
+#: Smallest side of a ROI and of a prepared frame, pixels (the registry's bound; the Scan model's minimum).
+MIN_SIDE = param("shape").kind.lo
 
 AUTO = "auto"
 
@@ -56,8 +59,9 @@ def roi_shape(shape: Any, frame_shape: tuple[int, int]) -> tuple[tuple[int, int]
         sh = (int(shape[0]), int(shape[1]))
     else:
         raise ParameterError(f"shape: expected None, an integer or a (rows, cols) pair of integers, got {shape!r}")
-    if min(sh) < 1:
-        raise ParameterError(f"shape: every side must be >= 1 pixel, got {shape!r}")
+    if min(sh) < MIN_SIDE:
+        raise ParameterError(f"shape: every side must be >= {MIN_SIDE} pixels (a prepared frame has at least "
+                             f"{MIN_SIDE} x {MIN_SIDE}), got {shape!r}")
     if sh[0] != sh[1]:
         m = min(sh)
         note = f"non-square ROI {sh} made square ({m}, {m}), as ptypy does"
@@ -76,6 +80,9 @@ def rebin_of(rebin: Any, roi: tuple[int, int]) -> int:
         raise ParameterError(
             f"rebin: {rebin} does not divide the ROI shape {roi}; choose a shape that is a multiple of the rebin factor"
         )
+    if min(roi) // rebin < MIN_SIDE:
+        raise ParameterError(f"rebin: {rebin} leaves frames of {roi[0] // rebin} x {roi[1] // rebin} pixels from the "
+                             f"ROI {roi}; prepared frames need at least {MIN_SIDE} x {MIN_SIDE}")
     return int(rebin)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 import dask.array as da
@@ -11,9 +11,12 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ParameterError, ScanError
+from ..params.api import bind, parameters_doc, signature
+from ..params.registry import param
 from ..scan import frames_expected, validate_scan, with_data
 from . import kernels
 from .geometry import Orientation, Window, inside
+from .base import build_steps
 from .inputs import Inputs, gather
 from .params import (
     AUTO,
@@ -29,84 +32,79 @@ from .params import (
 )
 from .reductions import Combine, MaskRequest, Measured, fusable, measure, measure_fused
 
-REBIN_MODES = ("mean", "sum")
+#: The values of ``rebin_mode`` (from the registry).
+REBIN_MODES = param("rebin_mode").kind.values
 
 
-def prepare(
-    scan: xr.Dataset,
-    *,
-    shape: Any = 256,
-    center: Any = "fftshift",
-    auto_center: Optional[bool] = None,
-    orientation: Any = None,
-    rebin: Optional[int] = None,
-    rebin_mode: str = "mean",
-    dark: Any = None,
-    flat: Any = None,
-    mask: Any = None,
-    padding: Any = None,
-    normalisation: Any = None,
-    num_frames: Optional[int] = None,
-    hot_pixels: Optional[float] = None,
-    dead_pixels: bool = False,
-    saturation: Optional[float] = None,
-    combine: Optional[Combine] = None,
-) -> xr.Dataset:
+def prepare(scan: xr.Dataset, **params: Any) -> xr.Dataset:
     """Prepare frames as ptypy's ``PtyScan`` does (spec §4), lazily.
 
-    Order: first ``num_frames`` frames -> corrections (``dark`` subtracted,
-    negatives set to 0, ``/ flat``, monitor ``normalisation``; float64) ->
-    masks -> ``padding`` -> ROI/centre -> crop/pad -> orientation -> rebin.
+    The keywords, their defaults and allowed values are the registry's ``prepare``
+    vocabulary (:mod:`ptydask.params`); the signature shown is built from it.
 
-    Parameters (pixels are raw-frame pixels after ``padding``; centres (row, col)):
-    shape : ROI, ``None`` (= frame), int k (k x k) or (rows, cols); made square (smaller side).
-    center : 'fftshift' (shape // 2), 'geometric' (shape / 2 - 0.5), a sequence (last two
-        entries) or ``None`` (automatic). ``auto_center``: None, True (always automatic,
-        overrides ``center``), False (``center=None`` means the frame centre).
-        The automatic centre is the mean of the per-frame masked centres of mass over ALL frames
-        (pixels valid in the weights, ``mask`` and ``flat``, and not in the automatic masks; both
-        come from one pass over the frames, see ``reductions.measure_fused``, or two when a pixel
-        turns bad that the first block did not make a candidate).
-    orientation : int 0-7 (4 transpose, 2 flipud, 1 fliplr) or (transpose, flipud, fliplr).
-    rebin : 1-32, dividing the ROI. ``rebin_mode``: 'mean' (ptypy) or 'sum' (keeps counts;
-        integers summed as int64). Weights become bool: valid where the super-pixel's valid
-        fraction equals the largest fraction over ALL frames (ptypy: over the chunk) — so the
-        result is independent of the Dask chunking.
-    dark, flat : (H, W) or (N, H, W) arrays; ``None`` = the Scan's ``dark``/``flat`` variable if
-        present; ``False`` = none. Flat pixels that are zero or not finite get data 0, weight 0.
-    mask : (H, W) or (N, H, W), nonzero = valid, combined with the Scan's weights (both valid).
-    normalisation : (N,) monitor, or ``{"monitor": array, "sigma": 3}``; ``None`` = the Scan's
-        ``monitor`` if present; ``False`` = none. frame <- frame / m * mean(m) where
-        |m - mean| < sigma * std.
-    padding : (top, bottom, left, right) zero rows/columns, weight 0, before the ROI step.
-    num_frames : prepare only the first ``num_frames`` frames; meta ``num_frames`` =
-        min(num_frames, the scan's expected frames).
-    hot_pixels : sigma of the hot-pixel test (see ``badpixels.hot_pixels``); ``dead_pixels``:
-        mask pixels that never count where their neighbours predict many counts (or whose values
-        are all negative, as detectors mark gaps); ``saturation``: mask pixels reaching this raw count in
-        any frame. Judged on the raw counts of all frames; counts go to ``info['masks']``.
-    combine : for a part of a scan (one MPI rank's frames): turns the global reductions
-        computed on the part into those of the whole scan (see ``ptydask.parallel.prepare_mpi``).
+    Parameters
+    ----------
+    scan : xarray.Dataset
+        A Scan (see :mod:`ptydask.scan`) with whole frames per Dask block.
+{parameters}
 
-    Without corrections, the raw dtype is kept unless ptypy's own rules promote it
-    (zero padding in the ROI step: float64; mean rebin: float64). Weights stay 2-D
-    (y, x) unless a per-frame input (weights, mask, flat) makes them (frame, y, x).
+    Returns
+    -------
+    xarray.Dataset
+        A new lazy Scan; meta ``center``, ``shape``, ``psize``, ``num_frames`` and ``info`` are updated.
 
-    Laziness: building reads nothing, except the global reductions the parameters
-    require (automatic centre, automatic masks, and the rebin mask rule of per-frame
-    weights), evaluated over all frames before the blockwise pass, in one
-    ``dask.compute`` over the frames.
+    Raises
+    ------
+    ParameterError, GeometryError, ScanError
+        On bad input, naming the parameter.
 
-    Returns a new lazy Scan; meta ``center``, ``shape``, ``psize``, ``num_frames`` and
-    ``info`` are updated. Raises ParameterError/GeometryError/ScanError on bad input.
+    Notes
+    -----
+    Order: first ``num_frames`` frames -> corrections (``dark`` subtracted, negatives set to 0,
+    ``/ flat``, monitor ``normalisation``; float64) -> masks -> ``padding`` -> ROI/centre ->
+    crop/pad -> orientation -> rebin. Pixels are raw-frame pixels after ``padding``; centres (row, col).
+
+    ``shape`` is made square (smaller side). ``center``: 'fftshift' (shape // 2), 'geometric'
+    (shape / 2 - 0.5), a sequence (last two entries) or ``None`` (automatic); ``auto_center=True``
+    always centres automatically (overrides ``center``), ``False`` makes ``center=None`` the frame
+    centre. The automatic centre is the mean of the per-frame masked centres of mass over ALL frames
+    (pixels valid in the weights, ``mask`` and ``flat``, and not in the automatic masks; both come
+    from one pass over the frames, see ``reductions.measure_fused``, or two when a pixel turns bad
+    that the first block did not make a candidate).
+
+    ``rebin`` must divide the ROI and leave frames of at least 2 x 2 pixels. ``rebin_mode`` 'sum'
+    keeps counts (integers summed as int64). Weights become bool: valid where the super-pixel's
+    valid fraction equals the largest fraction over ALL frames (ptypy: over the chunk) -- so the
+    result is independent of the Dask chunking.
+
+    ``dark``/``flat``/``mask`` are (H, W) or (N, H, W); flat pixels that are zero or not finite get
+    data 0, weight 0; ``mask`` is combined with the Scan's weights (both valid).
+    ``normalisation``: frame <- frame / m * mean(m) where |m - mean| < sigma * std (sigma 3 unless
+    given as ``{{"monitor": array, "sigma": s}}``). ``num_frames``: meta ``num_frames`` =
+    min(num_frames, the scan's expected frames). The automatic masks (``hot_pixels``, see
+    ``badpixels.hot_pixels``; ``dead_pixels``: ``badpixels.dead_pixels``; ``saturation``) are judged on the raw counts of all
+    frames; their counts go to ``info['masks']``. ``combine`` (not a ``scan.data`` parameter): for a
+    part of a scan (one MPI rank's frames), turns the global reductions computed on the part into
+    those of the whole scan (see ``ptydask.parallel.prepare_mpi``).
+
+    Without corrections, the raw dtype is kept unless ptypy's own rules promote it (zero padding in
+    the ROI step: float64; mean rebin: float64). Weights stay 2-D (y, x) unless a per-frame input
+    (weights, mask, flat) makes them (frame, y, x).
+
+    Laziness: building reads nothing, except the global reductions the parameters require
+    (automatic centre, automatic masks, and the rebin mask rule of per-frame weights), evaluated
+    over all frames before the blockwise pass, in one ``dask.compute`` over the frames.
     """
-    plan = _plan(
-        scan, shape=shape, center=center, auto_center=auto_center, orientation=orientation, rebin=rebin,
-        rebin_mode=rebin_mode, dark=dark, flat=flat, mask=mask, padding=padding, normalisation=normalisation,
-        num_frames=num_frames, hot_pixels=hot_pixels, dead_pixels=dead_pixels, saturation=saturation,
-        combine=combine,
-    )
+    plan = plan_prepare(scan, **params)
     return plan.build(*plan.measure())
+
+
+prepare.__signature__ = signature(  # type: ignore[attr-defined]
+    "prepare",
+    first=[inspect.Parameter("scan", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=xr.Dataset)],
+    last=[inspect.Parameter("combine", inspect.Parameter.KEYWORD_ONLY, default=None)],
+)
+prepare.__doc__ = prepare.__doc__.format(parameters=parameters_doc("prepare"))
 
 
 @dataclass
@@ -168,25 +166,13 @@ class PreparePlan:
         return out
 
 
-def plan_prepare(scan: xr.Dataset, **params: Any) -> PreparePlan:
+def plan_prepare(scan: xr.Dataset, *, combine: Optional[Combine] = None, **params: Any) -> PreparePlan:
     """Check the parameters of :func:`prepare` (same names, defaults and meaning) against ``scan``;
     reads no frame."""
-    try:
-        bound = inspect.signature(prepare).bind(scan, **params)
-    except TypeError as exc:
-        raise ParameterError(f"prepare: {exc}") from None
-    bound.apply_defaults()
-    return _plan(**bound.arguments)
-
-
-def _plan(scan: xr.Dataset, shape: Any, center: Any, auto_center: Optional[bool], orientation: Any,
-          rebin: Optional[int], rebin_mode: str, dark: Any, flat: Any, mask: Any, padding: Any, normalisation: Any,
-          num_frames: Optional[int], hot_pixels: Optional[float], dead_pixels: bool, saturation: Optional[float],
-          combine: Optional[Combine]) -> PreparePlan:
-    """:func:`plan_prepare` with every parameter given."""
+    p = bind("prepare", params, "prepare")
     validate_scan(scan)
     n_all = scan.sizes["frame"]
-    keep, meta_frames = frames_to_keep(num_frames, n_all, frames_expected(scan))
+    keep, meta_frames = frames_to_keep(p["num_frames"], n_all, frames_expected(scan))
     sub = scan.isel(frame=slice(0, keep)) if keep < n_all else scan
     frames = sub["data"].data
     if not isinstance(frames, da.Array):
@@ -198,23 +184,25 @@ def _plan(scan: xr.Dataset, shape: Any, center: Any, auto_center: Optional[bool]
         )
 
     frame_shape = (int(frames.shape[1]), int(frames.shape[2]))
-    pads = padding_of(padding)
-    roi, square_note = roi_shape(shape, padded_shape(frame_shape, pads))
-    geom = Geometry(frame_shape, pads, roi, Orientation.parse(orientation), rebin_of(rebin, roi))
+    pads = padding_of(p["padding"])
+    roi, square_note = roi_shape(p["shape"], padded_shape(frame_shape, pads))
+    geom = Geometry(frame_shape, pads, roi, Orientation.parse(p["orientation"]), rebin_of(p["rebin"], roi))
+    rebin_mode = p["rebin_mode"]
     if rebin_mode not in REBIN_MODES:
         raise ParameterError(f"rebin_mode: expected one of {REBIN_MODES}, got {rebin_mode!r}")
-    raw_center, center_rule = center_of(center, auto_center, geom.padded)
+    raw_center, center_rule = center_of(p["center"], p["auto_center"], geom.padded)
     masks = MaskRequest(
-        saturation=positive_or_none("saturation", saturation, "raw count level"),
-        dead=flag_of("dead_pixels", dead_pixels),
-        hot=positive_or_none("hot_pixels", hot_pixels, "sigma of the hot-pixel test"),
+        saturation=positive_or_none("saturation", p["saturation"], "raw count level"),
+        dead=flag_of("dead_pixels", p["dead_pixels"]),
+        hot=positive_or_none("hot_pixels", p["hot_pixels"], "sigma of the hot-pixel test"),
     )
-    inputs = gather(scan, frames, dark=dark, flat=flat, mask=mask, normalisation=normalisation)
-    if keep == 0 and raw_center is AUTO:
+    inputs = gather(scan, frames, dark=p["dark"], flat=p["flat"], mask=p["mask"], normalisation=p["normalisation"])
+    inputs.steps, inputs.sides = build_steps(p, scan, frames)
+    if keep == 0 and raw_center is AUTO and combine is None:  # a part of a scan may hold no frame
         raise ParameterError("num_frames/auto_center: no frame to compute the automatic centre from")
 
-    return PreparePlan(scan, sub, frames, keep, meta_frames, geom, raw_center, center_rule, auto_center, rebin_mode,
-                       masks, inputs, mask, combine, square_note)
+    return PreparePlan(scan, sub, frames, keep, meta_frames, geom, raw_center, center_rule, p["auto_center"],
+                       rebin_mode, masks, inputs, p["mask"], combine, square_note)
 
 
 def _global_pass(frames: da.Array, inputs: Inputs, geom: Geometry, raw_center: Any, masks: MaskRequest,
@@ -284,7 +272,7 @@ def inputs_with_bad(inputs: Inputs, bad: Optional[np.ndarray]) -> Inputs:
         return inputs
     good = da.from_array(~bad, chunks=bad.shape)
     mask = good if inputs.mask is None else (inputs.mask != 0) & good
-    return Inputs(inputs.weights, inputs.dark, inputs.flat, mask, inputs.divisor, inputs.multiplier, inputs.origin)
+    return replace(inputs, mask=mask)
 
 
 def _empty(arr: Optional[da.Array]) -> Optional[np.ndarray]:
@@ -302,8 +290,9 @@ def _frames(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[W
     unchanged = window is None and not inputs.corrects and not any(geom.padding)
     if unchanged and recorder is None:
         return frames
-    kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin, mode=mode)
-    sides = (inputs.dark, inputs.flat, inputs.divisor, inputs.multiplier)
+    kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin, mode=mode,
+              steps=inputs.steps)
+    sides = (inputs.dark, inputs.flat, inputs.divisor, inputs.multiplier, *inputs.sides)
     if unchanged:
         meta = _empty(frames)
         return da.map_blocks(_recorded, frames, recorder=recorder, kernel=None, name=f"prepared-{recorder.token}",
@@ -329,8 +318,9 @@ def _weights(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[
              measured: Measured) -> da.Array:
     """The prepared weights, 2-D (y, x) when every input is 2-D, else (frame, y, x)."""
     bad = None if measured.bad is None else da.from_array(measured.bad, chunks=measured.bad.shape)
-    kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin)
-    sides = (inputs.mask, inputs.flat, bad)
+    kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin,
+              steps=inputs.steps)
+    sides = (inputs.mask, inputs.flat, bad, *inputs.sides)
     if inputs.per_frame_weights:
         kw["max_fraction"] = measured.max_fraction
         meta = kernels.weights_block(_empty(inputs.weights), *(_empty(a) for a in sides), **kw)
@@ -392,6 +382,8 @@ def _info(scan: xr.Dataset, geom: Geometry, center: tuple[float, float], rule: s
         "processed": geom.processes(),
         **inputs.origin,
     }
+    for step in inputs.steps:
+        prep.update(step.info())
     info["prepare"] = prep
     if masks.any() or "user" in counted:
         info["masks"] = dict(measured.counts, **{k: int(v) for k, v in counted.items()})

@@ -10,7 +10,6 @@ sums of integers, maxima or per-frame values do not depend on the chunking.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,11 +18,16 @@ from typing import Any, Optional
 import dask
 import dask.array as da
 import numpy as np
+from dask.delayed import Delayed
 
 from ..errors import GeometryError
 from . import badpixels, compiled, kernels
 from .geometry import Orientation, Window
 from .inputs import Inputs
+from .reduction import PIXEL_STATS, TreeFold, fold_stats, tree  # noqa: F401 - TreeFold, fold_stats: re-exported
+
+#: The names the one-read recorder and its tests used (the reductions' tree now lives in ``.reduction``).
+_tree, _fold_stats = tree, fold_stats
 
 
 #: Turns the reduction values of a part of a scan into those of the whole scan.
@@ -57,6 +61,24 @@ class Measured:
     center_with_masks: str = ""
 
 
+def compute_named(lazy: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the values of ``lazy`` (Dask arrays, ``dask.delayed`` objects, or anything else, kept as it
+    is) in ONE ``dask.compute``, so that tasks they share (reading the frames) run once; returns the same
+    keys with the computed values.
+
+    Every Dask collection is handed over as a ``dask.delayed`` object: ``dask.compute`` does not keep
+    the order of its results when arrays and delayed objects are mixed (dask 2026.8 returns
+    ``(array, array, delayed)`` for ``compute(array, delayed, array)``, even inside a dict or list),
+    so nothing here depends on how dask orders them.
+    """
+    keys = list(lazy)
+    if not keys:
+        return {}
+    wrapped = [dask.delayed(v) if dask.is_dask_collection(v) and not isinstance(v, Delayed) else v
+               for v in (lazy[k] for k in keys)]
+    return dict(zip(keys, dask.compute(*wrapped)))
+
+
 def _per_block(func: Any, *args: Any, nblocks: int, tail: tuple, **kw: Any) -> da.Array:
     """``func`` on every frame block, returning one (1, *tail) partial per block."""
     return da.map_blocks(
@@ -69,44 +91,25 @@ def centres(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int, int]
     """Lazy (n, 2) per-frame masked centres of mass (row, col) px of the padded, corrected frames."""
     return da.map_blocks(
         kernels.centres_block, frames, inputs.weights, inputs.mask, inputs.flat, inputs.dark,
-        inputs.divisor, inputs.multiplier, padding=padding,
+        inputs.divisor, inputs.multiplier, *inputs.sides, padding=padding, steps=inputs.steps,
         chunks=(frames.chunks[0], (2,)), drop_axis=2, dtype=np.float64,
     )
 
 
-def pixel_stats(frames: da.Array, split_every: int = 8) -> Any:
-    """Lazy (``dask.delayed``) (2, H, W) float64: per-pixel maximum and sum over all frames.
-
-    One compiled pass per block, folded in a tree of ``split_every`` partials at a time
-    (in place, without concatenating the partials as a Dask reduction would).
-    """
-    return _tree(_fold_stats, [dask.delayed(compiled.pixel_stats)(block) for block in frames.to_delayed().ravel()],
-                 split_every)
-
-
-def _tree(fold: Callable[[list], Any], parts: list, split_every: int = 8) -> Any:
-    """``fold`` over delayed ``parts``, ``split_every`` at a time, level by level (block order kept)."""
-    while len(parts) > 1:
-        parts = [dask.delayed(fold)(parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
-    return parts[0]
-
-
-def _fold_stats(parts: list[np.ndarray]) -> np.ndarray:
-    """Combine (2, H, W) partials of ``compiled.pixel_stats``: maximum (NaN propagates) and sum, in order."""
-    out = parts[0].copy()
-    for p in parts[1:]:
-        np.maximum(out[0], p[0], out=out[0])
-        np.add(out[1], p[1], out=out[1])
-    return out
+def pixel_stats(frames: da.Array) -> Any:
+    """Lazy (``dask.delayed``) (2, H, W) float64: per-pixel maximum and sum over all frames
+    (:data:`~.reduction.PIXEL_STATS`: one compiled pass per block, merged in a tree in place,
+    without concatenating the partials as a Dask reduction would)."""
+    return PIXEL_STATS.lazy(frames)
 
 
 def max_fraction(frames: da.Array, inputs: Inputs, padding: tuple[int, int, int, int], window: Window,
                  orientation: Orientation, rebin: int) -> da.Array:
     """Lazy scalar: the largest valid fraction of any super-pixel over all frames (per-frame weights)."""
     parts = _per_block(
-        kernels.fraction_block, inputs.weights, inputs.mask, inputs.flat,
+        kernels.fraction_block, inputs.weights, inputs.mask, inputs.flat, *inputs.sides,
         nblocks=len(frames.chunks[0]), tail=(), padding=padding, window=window,
-        orientation=orientation, rebin=rebin,
+        orientation=orientation, rebin=rebin, steps=inputs.steps,
     )
     return parts.max()
 
@@ -120,6 +123,9 @@ def base_valid(inputs: Inputs) -> da.Array:
         valid = valid & (inputs.mask != 0)
     if inputs.flat is not None:
         valid = valid & da.map_blocks(kernels.flat_valid, inputs.flat, dtype=bool)
+    for step, side in zip(inputs.steps, inputs.sides):
+        if side is not None:
+            valid = valid & da.map_blocks(step.valid, side, dtype=bool)
     return valid
 
 
@@ -145,8 +151,7 @@ def measure(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, i
             lazy["frames"] = frames.shape[0]
     if fraction is not None:
         lazy["fraction"] = max_fraction(frames, inputs, padding, *fraction)
-    keys = list(lazy)
-    values = dict(zip(keys, dask.compute(*(lazy[k] for k in keys)))) if keys else {}
+    values = compute_named(lazy)
     if "stats" in values:
         stats = values.pop("stats")
         values["max"], values["sum"] = stats[0], stats[1]
@@ -169,9 +174,10 @@ CANDIDATE_BYTES = 256 * 2**20
 
 def fusable(frames: da.Array, inputs: Inputs) -> bool:
     """True when the automatic masks and the centre can come from one pass (:func:`measure_fused`):
-    validity, dark and flat the same for every frame, and numeric frames."""
+    validity, dark and flat the same for every frame, numeric frames, and no per-pixel step after the
+    corrections (the one-pass sums apply dark and flat only)."""
     return (not inputs.per_frame_weights and (inputs.dark is None or inputs.dark.ndim == 2)
-            and frames.dtype.kind in "biuf")
+            and frames.dtype.kind in "biuf" and not inputs.steps)
 
 
 def measure_fused(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, int, int], masks: MaskRequest,
@@ -185,18 +191,18 @@ def measure_fused(frames: da.Array, inputs: Inputs, *, padding: tuple[int, int, 
     pass must compute the centre; the masks are final). Returns ``None`` (nothing computed but the
     first block's statistics) when the candidates' record would exceed ``CANDIDATE_BYTES``.
     """
-    first = dask.delayed(first_block_stats)(frames.blocks[0])
-    stats0, valid, dark, flat = dask.compute(first, base_valid(inputs), inputs.dark, inputs.flat)
+    first = compute_named({"stats0": dask.delayed(first_block_stats)(frames.blocks[0]), "valid": base_valid(inputs),
+                           "dark": inputs.dark, "flat": inputs.flat})
+    stats0, valid, dark, flat = (first[k] for k in ("stats0", "valid", "dark", "flat"))
     fused = FusedPass.from_first(stats0, valid, dark, flat, frames, masks=masks, padding=padding, center=True)
     if fused is None:
         return None
     parts = [dask.delayed(fused.block, nout=3)(block) for block in frames.to_delayed().ravel()]
-    stats = _tree(_fold_stats, [p[0] for p in parts])
+    stats = PIXEL_STATS.tree([p[0] for p in parts])
     sums = dask.delayed(np.concatenate)([p[1] for p in parts])
     values = dask.delayed(np.concatenate)([p[2] for p in parts])
-    keys = list(extra)
-    stats, sums, values, *rest = dask.compute(stats, sums, values, *(extra[k] for k in keys))
-    return fused.result(stats, sums, values), dict(zip(keys, rest))
+    got = compute_named({**extra, "stats": stats, "sums": sums, "values": values})
+    return fused.result(got.pop("stats"), got.pop("sums"), got.pop("values")), {k: got[k] for k in extra}
 
 
 def in_pieces(func: Callable[[np.ndarray], Any], frames: np.ndarray) -> list:
@@ -213,7 +219,7 @@ def in_pieces(func: Callable[[np.ndarray], Any], frames: np.ndarray) -> list:
 
 def first_block_stats(frames: np.ndarray) -> np.ndarray:
     """``compiled.pixel_stats`` of the first block (the candidates of :class:`FusedPass`), on all CPUs."""
-    return _fold_stats(in_pieces(compiled.pixel_stats, np.asarray(frames)))
+    return PIXEL_STATS.merge(in_pieces(PIXEL_STATS.partial, np.asarray(frames)))
 
 
 @dataclass
@@ -301,37 +307,6 @@ class FusedPass:
             out.center, out.empty_frames = mean_centre(per_frame)
             out.center_with_masks = "one pass"
         return out
-
-
-class TreeFold:
-    """``_tree(fold, parts, split_every)`` computed as the parts arrive, in any order: each group is folded
-    as soon as it is complete, so at most a few groups per level are held, and the result is the
-    same as the lazy tree's (same groups, same order). Thread-safe."""
-
-    def __init__(self, fold: Callable[[list], Any], n: int, split_every: int = 8):
-        self.fold, self.k = fold, split_every
-        self.sizes = [n]
-        while self.sizes[-1] > 1:
-            self.sizes.append(-(-self.sizes[-1] // split_every))
-        self.pending: list[dict[int, Any]] = [{} for _ in self.sizes]
-        self.result: Any = None
-        self._lock = threading.Lock()
-
-    def add(self, i: int, part: Any) -> None:
-        """Part ``i`` (0 <= i < n) of the bottom level."""
-        with self._lock:
-            self._add(0, i, part)
-
-    def _add(self, level: int, i: int, part: Any) -> None:
-        if self.sizes[level] == 1:
-            self.result = part
-            return
-        pending = self.pending[level]
-        pending[i] = part
-        lo = (i // self.k) * self.k
-        hi = min(lo + self.k, self.sizes[level])
-        if all(j in pending for j in range(lo, hi)):
-            self._add(level + 1, i // self.k, self.fold([pending.pop(j) for j in range(lo, hi)]))
 
 
 def mean_centre(per_frame: np.ndarray) -> tuple[tuple[float, float], int]:

@@ -13,7 +13,7 @@ weights -- can do with one read:
 2. the prepared frames are built on the guessed window, and every raw block
    they are computed from is also handed to a :class:`Recorder`, which folds
    the same per-block statistics the two-pass reduction computes, in the same
-   order (:class:`~ptydask.steps.reductions.TreeFold`);
+   order (:meth:`~ptydask.steps.reduction.Reduction.stream`);
 3. after the last block, :meth:`Speculation.finish` turns the records into the
    final masks and centre. The prepared frames depend on them only through the
    window, so when the final window is the guessed one the frames written are
@@ -34,7 +34,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import dask
 import numpy as np
 import xarray as xr
 
@@ -43,8 +42,9 @@ from ..errors import GeometryError
 from . import compiled
 from .params import AUTO
 from .pipeline import PreparePlan, masked_centre_pass, plan_prepare, user_invalid
-from .reductions import (FusedPass, Measured, TreeFold, _fold_stats, base_valid, first_block_stats, fusable,
-                         in_pieces, mean_centre)
+from .reduction import PIXEL_STATS
+from .reductions import (FusedPass, Measured, base_valid, compute_named, first_block_stats, fusable, in_pieces,
+                         mean_centre)
 
 
 class Recorder:
@@ -54,7 +54,7 @@ class Recorder:
     def __init__(self, fused: FusedPass, chunks: tuple[int, ...]):
         self.fused, self.ranges = fused, block_ranges(chunks)
         self.token = uuid.uuid4().hex
-        self._stats = TreeFold(_fold_stats, len(chunks))
+        self._stats = PIXEL_STATS.stream(len(chunks))
         # every frame's centre sums and candidates' raw values, filled in place (no copy of them all at the end)
         n = sum(chunks)
         self._sums = np.empty((n, 3)) if fused.center else None
@@ -138,12 +138,13 @@ def speculate(scan: xr.Dataset, **params: Any) -> Optional[Speculation]:
         return None
     center = plan.raw_center is AUTO
     counted: dict[str, Any] = {}
-    small = [base_valid(inputs), inputs.dark, inputs.flat]
+    small = {"valid": base_valid(inputs), "dark": inputs.dark, "flat": inputs.flat}
     if inputs.mask is not None:
-        small.append(user_invalid(inputs))
-    valid, dark, flat, *user = dask.compute(*small)
-    if user:
-        counted["user"] = user[0]
+        small["user"] = user_invalid(inputs)
+    got = compute_named(small)
+    valid, dark, flat = got["valid"], got["dark"], got["flat"]
+    if "user" in got:
+        counted["user"] = got["user"]
     first = stats0 = None
     if center:
         first = np.asarray(frames.blocks[0].to_delayed().ravel()[0].compute())  # the block itself, not a copy

@@ -1,16 +1,23 @@
-"""Value kinds of recipe parameters: each checks (and normalises) one value.
+"""Value kinds of ``scan.data`` parameters: each checks (and normalises) one value.
 
-A kind is called with the value found in the recipe and returns the value to
-use, or raises :class:`Invalid` with a phrase describing what is allowed; the
-loader turns that into a :class:`~ptydask.errors.RecipeError` naming the key
-path, the value and the file.
+A kind is called with a value (from a recipe, a ``PtyScan``'s parameters or a
+``prepare`` keyword) and returns the value to use, or raises :class:`Invalid`
+with a phrase describing what is allowed; each consumer turns that into its
+own error (:class:`~ptydask.errors.RecipeError` naming the recipe file and key
+path, :class:`~ptydask.errors.ParameterError` naming the parameter). Numbers
+may be Python or numpy scalars, sequences lists, tuples or numpy arrays.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 class Invalid(Exception):
@@ -18,11 +25,20 @@ class Invalid(Exception):
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+
+def _is_seq(v: Any) -> bool:
+    return isinstance(v, (list, tuple, np.ndarray))
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars as Python ones."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,10 @@ class Kind:
         return self.DESCRIBE
 
     def check(self, value: Any) -> Any:  # pragma: no cover - overridden
+        return value
+
+    def resolve(self, value: Any, base: Any) -> Any:
+        """The checked ``value`` with relative file paths made absolute against folder ``base``."""
         return value
 
     def __call__(self, value: Any) -> Any:
@@ -62,15 +82,21 @@ class FilePath(Text):
 
     DESCRIBE = "a file path (relative to the recipe's folder)"
 
+    def check(self, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else super().check(value)
+
+    def resolve(self, value: Any, base: Any) -> Any:
+        return value if value is None else str((Path(base) / os.path.expanduser(value)).resolve())
+
 
 @dataclass(frozen=True)
 class Flag(Kind):
     DESCRIBE = "true or false"
 
     def check(self, value: Any) -> Any:
-        if not isinstance(value, bool):
+        if not isinstance(value, (bool, np.bool_)):
             raise Invalid(self.describe)
-        return value
+        return bool(value)
 
 
 @dataclass(frozen=True)
@@ -85,7 +111,7 @@ class Integer(Kind):
     def check(self, value: Any) -> Any:
         if not _is_int(value) or (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
             raise Invalid(self.describe)
-        return value
+        return int(value)
 
 
 @dataclass(frozen=True)
@@ -116,7 +142,7 @@ class NumberOrPair(Number):
         return super()._describe().replace("a number", "a number or a [y, x] pair of numbers")
 
     def check(self, value: Any) -> Any:
-        if isinstance(value, (list, tuple)):
+        if _is_seq(value):
             if len(value) != 2 or not all(_is_number(v) and self._ok(v) for v in value):
                 raise Invalid(self.describe)
             return [float(v) for v in value]
@@ -131,7 +157,7 @@ class Choice(Kind):
         return "one of " + ", ".join(_show(v) for v in self.values)
 
     def check(self, value: Any) -> Any:
-        if isinstance(value, bool) or value not in self.values:
+        if isinstance(value, (bool, np.bool_)) or _is_seq(value) or value not in self.values:
             raise Invalid(self.describe)
         return value
 
@@ -142,33 +168,43 @@ class Orientation(Kind):
 
     def check(self, value: Any) -> Any:
         if _is_int(value) and 0 <= value <= 7:
-            return value
-        if isinstance(value, (list, tuple)) and len(value) == 3 and all(v in (0, 1) for v in value):
+            return int(value)
+        if _is_seq(value) and len(value) == 3 and all(isinstance(_plain(v), (bool, int)) and v in (0, 1)
+                                                     for v in value):
             return [bool(v) for v in value]  # ptypy reads the three flags by truth value: 0/1 work too
         raise Invalid(self.describe)
 
 
 @dataclass(frozen=True)
 class Center(Kind):
-    DESCRIBE = "'fftshift', 'geometric', a [row, col] pair of numbers (raw-frame pixels) or null (automatic)"
+    """'fftshift', 'geometric' or (row, col) > 0 (the last two entries of a longer sequence)."""
+
+    NAMES = ("fftshift", "geometric")
+    DESCRIBE = "'fftshift', 'geometric', a [row, col] pair of numbers > 0 (raw-frame pixels) or null (automatic)"
 
     def check(self, value: Any) -> Any:
-        if value in ("fftshift", "geometric") and isinstance(value, str):
+        if isinstance(value, str) and value in self.NAMES:
             return value
-        if isinstance(value, (list, tuple)) and len(value) >= 2 and all(_is_number(v) for v in value[-2:]):
+        if _is_seq(value) and len(value) >= 2 and all(_is_number(v) and v > 0 for v in value[-2:]):
             return [float(v) for v in value[-2:]]
         raise Invalid(self.describe)
 
 
 @dataclass(frozen=True)
 class Shape(Kind):
-    DESCRIBE = "an integer >= 2, a [rows, cols] pair of integers >= 2, or null (the whole frame)"
+    """A square or (rows, cols) ROI of at least ``lo`` pixels a side."""
+
+    lo: int = 2
+
+    def _describe(self) -> str:
+        return (f"an integer >= {self.lo}, a [rows, cols] pair of integers >= {self.lo}, "
+                "or null (the whole frame)")
 
     def check(self, value: Any) -> Any:
-        if _is_int(value) and value >= 2:
-            return value
-        if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) and v >= 2 for v in value):
-            return list(value)
+        if _is_int(value) and value >= self.lo:
+            return int(value)
+        if _is_seq(value) and len(value) == 2 and all(_is_int(v) and v >= self.lo for v in value):
+            return [int(v) for v in value]
         raise Invalid(self.describe)
 
 
@@ -178,11 +214,11 @@ class Bounds(Kind):
 
     def check(self, value: Any) -> Any:
         if _is_int(value) and value >= 0:
-            return value
-        if isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) and v >= 0 for v in value):
+            return int(value)
+        if _is_seq(value) and len(value) == 2 and all(_is_int(v) and v >= 0 for v in value):
             if value[0] >= value[1]:
                 raise Invalid(self.describe + " with min < max")
-            return list(value)
+            return [int(v) for v in value]
         raise Invalid(self.describe)
 
 
@@ -192,11 +228,11 @@ class IntList(Kind):
     DESCRIBE = "a list of integers >= 0"
 
     def check(self, value: Any) -> Any:
-        if not isinstance(value, (list, tuple)) or not all(_is_int(v) and v >= 0 for v in value):
+        if not _is_seq(value) or not all(_is_int(v) and v >= 0 for v in value):
             raise Invalid(self.describe)
         if self.length is not None and len(value) != self.length:
             raise Invalid(self.describe)
-        return list(value)
+        return [int(v) for v in value]
 
 
 @dataclass(frozen=True)
@@ -205,12 +241,43 @@ class PositionList(Kind):
 
     def check(self, value: Any) -> Any:
         if (
-            not isinstance(value, (list, tuple))
-            or not value
-            or not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_number(v) for v in p) for p in value)
+            not _is_seq(value)
+            or not len(value)
+            or not all(_is_seq(p) and len(p) == 2 and all(_is_number(v) for v in p) for p in value)
         ):
             raise Invalid(self.describe)
         return [[float(v) for v in p] for p in value]
+
+
+@dataclass(frozen=True)
+class NumberOrRef(Number):
+    """A finite number (``> lo`` when ``strict``) or a ``{file, key}`` reference to an array in a file."""
+
+    def _describe(self) -> str:
+        return super()._describe() + " or {file, key} of a per-pixel map"
+
+    def check(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            if not set(value) <= {"file", "key"} or not isinstance(value.get("file"), (str, os.PathLike)) \
+                    or not isinstance(value.get("key", ""), (str, type(None))):
+                raise Invalid(self.describe)
+            return {k: (os.fspath(v) if k == "file" else v) for k, v in value.items()}
+        return super().check(value)
+
+    def resolve(self, value: Any, base: Any) -> Any:
+        if isinstance(value, dict):
+            return {**value, "file": FilePath().resolve(value["file"], base)}
+        return value
+
+
+@dataclass(frozen=True)
+class ArrayLike(Kind):
+    """An array given through the Python API (checked against the frames where it is used)."""
+
+    DESCRIBE = "an array (false: none)"
+
+    def check(self, value: Any) -> Any:
+        return value
 
 
 def _show(v: Any) -> str:
