@@ -15,7 +15,7 @@ from . import corrections
 from ._lazy import DEFAULT_BLOCK_BYTES
 from .formats import FORMATS, open_source
 from .geometry import resolve_geometry
-from .hdf5 import external_links
+from ..io.links import external_links
 from .positions import select_points
 from .refs import check_keys
 

@@ -99,7 +99,7 @@ def load_frames_like(name: str, value: Any, default_file: str | None, outer_inde
     if is_hdf5_path(path):
         if not key:
             raise ParameterError(f"{name}: 'key' is required to read from the HDF5 file {path}")
-        rpath, rkey = hdf5.resolve_external(path, key)
+        rpath, rkey = hdf5.resolve(path, key)
         shape = hdf5.hdf5_guard(_dataset_shape)(rpath, rkey)
         if shape is None:
             raise SourceError(f"{name}: {path}: key {key!r} is a group, not a dataset")
