@@ -13,11 +13,12 @@ from ..errors import ParameterError
 from ..scan import from_arrays
 from . import corrections
 from ._lazy import DEFAULT_BLOCK_BYTES
-from .formats import FORMATS, open_source
-from .geometry import resolve_geometry
 from ..io.links import external_links
+from .geometry import resolve_geometry
+from .base import FileRef
 from .positions import select_points
 from .refs import check_keys
+from .registry import open_source
 
 #: Keys of ``**spec`` accepted by :func:`open_frames`.
 SPEC_KEYS = (
@@ -79,7 +80,7 @@ def open_frames(source: Any, key: str | None = None, *, allow_external_links: bo
         ``recorded_energy``/``recorded_distance``/``recorded_psize``
         (``{file, key, multiplier, offset}``); ``electron_data``;
         ``block_bytes`` (Dask block size, default 128 MiB); ``format`` (force
-        one of :data:`FORMATS`); ``label``, ``center``, ``propagation``, ``version``.
+        one of :func:`~ptydask.sources.format_names`); ``label``, ``center``, ``propagation``, ``version``.
     allow_external_links : follow HDF5 external links and virtual-dataset sources
         that leave the folder of the file holding them (absolute paths, ``..``).
         By default they are refused with a :class:`~ptydask.errors.SourceError`;
@@ -109,25 +110,24 @@ def _open_frames(source: Any, key: str | None, spec: dict[str, Any]) -> xr.Datas
 
     opened = open_source(source, key, outer_index=outer_index, block_bytes=block_bytes, fmt=spec.get("format"))
     n, h, w = opened.frames.shape
-    default_file = opened.path if opened.hdf5 else None
-    where = (f"{opened.path}:{opened.key}" if opened.key else opened.path) if opened.path else "frames"
+    default_file = opened.ref_file
     sel = select_points(
         n, opened.grid, spec.get("positions"), framefilter=spec.get("framefilter"), frameorder=spec.get("frameorder"),
-        file_positions=opened.positions, default_file=default_file, outer_index=outer_index, where=where,
+        file_positions=opened.positions, default_file=default_file, outer_index=outer_index, where=opened.where,
     )
     frames = _take(opened.frames, sel.frames, block_bytes)
     ctx = {"default_file": default_file, "outer_index": outer_index, "raw_shape": opened.raw_shape,
            "block_bytes": block_bytes, "n_frames": n, "frame_shape": (h, w)}
     weights, mask_origin = corrections.mask_weights(spec.get("mask"), opened.mask, ctx, sel)
-    dark = corrections.dark_flat("dark", spec.get("dark"), ctx, sel)
-    flat = corrections.dark_flat("flat", spec.get("flat"), ctx, sel)
+    dark = corrections.dark_flat("dark", _or_file(spec.get("dark"), opened.dark), ctx, sel)
+    flat = corrections.dark_flat("flat", _or_file(spec.get("flat"), opened.flat), ctx, sel)
     monitor = corrections.monitor(spec.get("normalisation"), ctx, sel)
     geometry, origin = resolve_geometry(spec, opened.geometry, default_file, outer_index)
 
     info = {
         "source": os.fspath(opened.path) if opened.path else "array",
         "source_key": opened.key or "",
-        "source_format": opened.kind,
+        "source_format": opened.format,
         "layout": sel.layout,
         "scan_points": int(np.prod(sel.grid)),
         "frames_selected": int(sel.frames.size),
@@ -145,4 +145,13 @@ def _open_frames(source: Any, key: str | None, spec: dict[str, Any]) -> xr.Datas
     )
 
 
-__all__ = ["open_frames", "SPEC_KEYS", "FORMATS"]
+def _or_file(given: Any, from_file: FileRef | None) -> Any:
+    """An explicit dark/flat wins; else the source file's own (``False`` ignores it)."""
+    if given is False:
+        return None
+    if given is not None or from_file is None:
+        return given
+    return {"file": from_file.file, "key": from_file.key}
+
+
+__all__ = ["open_frames", "SPEC_KEYS"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from ..errors import SourceError
+from ..errors import PtydaskError, SourceError
 from ._lazy import FrameReader, lazy_frames
 
 
@@ -36,7 +36,13 @@ class _SequenceReader(FrameReader):
         while pos < stop:
             i, first = divmod(pos, self.per_file)
             last = min(self.per_file, first + stop - pos)
-            frames = self._read_file(self.paths[i], first, last)
+            try:
+                frames = self._read_file(self.paths[i], first, last)
+            except (PtydaskError, MemoryError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - format libraries raise many kinds of errors
+                raise SourceError(f"{self.paths[i]}: cannot read frames {first}:{last}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
             if frames.shape[1:] != self.shape[1:]:
                 raise SourceError(f"{self.paths[i]}: frame shape {frames.shape[1:]} differs from {self.shape[1:]} of {self.paths[0]}")
             out[pos - start:pos - start + last - first] = frames
