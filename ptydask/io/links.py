@@ -88,6 +88,7 @@ class LinkPolicy:
     error : the :class:`~ptydask.errors.PtydaskError` class raised.
     label : how messages name the allowed folder.
     hint : how messages tell the user to allow it.
+    base : the allowed folder, when not the root's (a folder the user named, whose files were listed).
     """
 
     root: str
@@ -95,11 +96,12 @@ class LinkPolicy:
     error: type = SourceError
     label: str = "the folder"
     hint: str = SOURCE_HINT
+    base: str | None = None
 
     @property
     def folder(self) -> str:
         """The allowed folder (symlinks resolved)."""
-        return _real(os.path.dirname(os.path.abspath(self.root)))
+        return _real(self.base if self.base is not None else os.path.dirname(os.path.abspath(self.root)))
 
     @property
     def allowed(self) -> bool:

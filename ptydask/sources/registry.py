@@ -147,7 +147,7 @@ def supported() -> str:
 def _listed(files: list[str], where: str) -> list[str]:
     """Files found by listing a folder or a glob: each must really lie in its folder (no symlink out)."""
     for f in files:
-        LinkPolicy(os.path.join(os.path.dirname(f), "")).check_file(f, f"{where}: {os.path.basename(f)}")
+        LinkPolicy(where, base=os.path.dirname(f)).check_file(f, os.path.basename(f))
     return files
 
 
