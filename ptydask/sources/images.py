@@ -52,6 +52,13 @@ class _SequenceReader(FrameReader):
     def _probe(self, path: str) -> tuple[int, tuple[int, int], np.dtype]:
         raise NotImplementedError
 
+    def _checked(self, path: str, data: np.ndarray, count: int) -> np.ndarray:
+        """``data`` as ``count`` frames, refused (never cast or reshaped) when it is not what the first file holds."""
+        if data.dtype.newbyteorder("=") != self.dtype or data.size != count * self.shape[1] * self.shape[2]:
+            raise SourceError(f"{path}: holds {data.shape} {data.dtype} where {count} frame(s) of {self.shape[1:]} "
+                              f"{self.dtype} were expected (as in {self.paths[0]}); a sequence needs equal files")
+        return data.reshape((count,) + self.shape[1:])
+
     def _read_file(self, path: str, first: int, last: int) -> np.ndarray:
         raise NotImplementedError
 
@@ -78,7 +85,7 @@ class TiffReader(_SequenceReader):
         import tifffile
 
         data = tifffile.imread(path, key=range(first, last)) if self.per_file > 1 else tifffile.imread(path)
-        return np.asarray(data, dtype=self.dtype).reshape((last - first,) + self.shape[1:])
+        return self._checked(path, np.asarray(data), last - first)
 
 
 #: CBF ``X-Binary-Element-Type`` -> numpy dtype of the decoded pixels.
@@ -115,8 +122,10 @@ class FabioReader(_SequenceReader):
 
         with fabio.open(path) as img:
             if self.per_file == 1:
-                return np.asarray(img.data, dtype=self.dtype)[None]
-            return np.asarray([img.getframe(i).data for i in range(first, last)], dtype=self.dtype)
+                data = np.asarray(img.data)
+            else:
+                data = np.asarray([img.getframe(i).data for i in range(first, last)])
+        return self._checked(path, data, last - first)
 
 
 def tiff_frames(paths: list[str], block_bytes: int) -> da.Array:
