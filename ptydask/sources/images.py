@@ -105,7 +105,11 @@ class FabioReader(_SequenceReader):
 
         try:
             head = fabio.openheader(path)
-            shape, n = tuple(head.shape or ()), int(getattr(head, "nframes", 1) or 1)
+            n = int(getattr(head, "nframes", 1) or 1)
+            try:
+                shape = tuple(head.shape or ())
+            except AttributeError:  # some fabio classes know the shape only from the pixels
+                shape = ()
             dtype = CBF_TYPES.get(str(head.header.get("X-Binary-Element-Type", "")).strip().strip('"'))
             if dtype is None or len(shape) != 2:
                 with fabio.open(path) as img:
