@@ -33,8 +33,8 @@ from .base import SourceData, SourceFormat, flatten, natural_key
 
 #: Entry-point group of third-party formats.
 ENTRY_POINT_GROUP = "ptydask.sources"
-#: Built-in format modules (each registers its format(s) when imported), most specific content test first.
-BUILTIN = ("hdf5_format", "smv", "dm", "tiff", "fabio_images", "mib", "npy", "npz", "zarr_store")
+#: Built-in format modules (each registers its format when imported); content tests are tried in this order.
+BUILTIN = ("hdf5_format", "tiff", "fabio_images", "mib", "npy", "npz", "zarr_store", "smv", "dm")
 COMPRESSED = (".bz2", ".gz", ".gzip")
 HEAD_BYTES = 512
 
