@@ -17,7 +17,11 @@ import dask.array as da
 import numpy as np
 
 from ..errors import SourceError
+from ._lazy import FrameReader
 from .hdf5 import frame_layout
+
+__all__ = ["UNITS", "Quantity", "FileRef", "SourceData", "SourceFormat", "FrameReader", "natural_key", "flatten",
+           "stack_data"]
 
 #: ptydask's unit of each geometry quantity.
 UNITS = {"energy": "keV", "distance": "m", "psize": "m"}

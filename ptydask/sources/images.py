@@ -96,6 +96,41 @@ CBF_TYPES = {
 }
 
 
+#: The bytes that open a CBF binary section (fabio searches for them without an end: a CBF cut before
+#: them would make it read for ever).
+CBF_BINARY_START = b"\x0c\x1a\x04\xd5"
+SCAN_BYTES = 2**16
+
+
+def _stream(path: str):
+    lower = path.lower()
+    if lower.endswith((".gz", ".gzip")):
+        import gzip
+
+        return gzip.open(path, "rb")
+    if lower.endswith(".bz2"):
+        import bz2
+
+        return bz2.open(path, "rb")
+    return open(path, "rb")
+
+
+def check_cbf(path: str) -> None:
+    """Refuse a CBF file (also compressed) whose binary section never starts: truncated or not a CBF."""
+    with _stream(path) as fh:
+        tail = b""
+        head = fh.read(6)
+        if head != b"###CBF":
+            return  # not a CBF: fabio tells what it is
+        while True:
+            piece = fh.read(SCAN_BYTES)
+            if not piece:
+                raise SourceError(f"{path}: CBF file without a binary section (truncated?)")
+            if CBF_BINARY_START in tail + piece:
+                return
+            tail = piece[-3:]
+
+
 class FabioReader(_SequenceReader):
     """Files fabio can read (CBF, EDF, SMV, ...; also ``.bz2``/``.gz``); multi-frame EDF supported."""
 
@@ -104,6 +139,7 @@ class FabioReader(_SequenceReader):
         import fabio
 
         try:
+            check_cbf(path)
             head = fabio.openheader(path)
             n = int(getattr(head, "nframes", 1) or 1)
             try:
@@ -115,6 +151,8 @@ class FabioReader(_SequenceReader):
                 with fabio.open(path) as img:
                     data = img.data
                     shape, dtype = (tuple(data.shape) if data is not None else ()), (data.dtype if data is not None else None)
+        except PtydaskError:
+            raise
         except Exception as exc:  # fabio raises many kinds of errors for bad files
             raise SourceError(f"{path}: fabio cannot read it ({type(exc).__name__}: {exc})") from None
         if len(shape) != 2:
@@ -124,6 +162,7 @@ class FabioReader(_SequenceReader):
     def _read_file(self, path: str, first: int, last: int) -> np.ndarray:
         import fabio
 
+        check_cbf(path)
         with fabio.open(path) as img:
             if self.per_file == 1:
                 data = np.asarray(img.data)
