@@ -209,6 +209,8 @@ class LinkPolicy:
         target = next((c for c in candidates(holder, link.filename) if os.path.isfile(c)), None)
         if target is None:
             return None  # missing: reported when followed
+        if not link.path.strip("/"):
+            return target, "/"  # the target's root: no links on the way inside it
         try:
             ext = h5py.File(target, "r")
         except OSError:

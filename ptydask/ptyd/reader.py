@@ -257,7 +257,7 @@ def _chunk_infos(f: h5py.File, path: Path, policy: LinkPolicy) -> list[_ChunkInf
         _refuse_unsafe(grp, path, f"chunks/{name}")
         for ds_name in ("data", "weights"):
             if ds_name in grp:
-                _refuse_unsafe(policy.get(f, f"chunks/{name}/{ds_name}", "dataset"), path, f"chunks/{name}/{ds_name}")
+                _refuse_unsafe(policy.get(grp, ds_name, f"chunks/{name}:"), path, f"chunks/{name}/{ds_name}")
         if "data" not in grp or not isinstance(grp["data"], h5py.Dataset):
             raise FormatError(f"{path}: chunks/{name} has no 'data' dataset (found: {', '.join(sorted(grp)) or 'nothing'})")
         ds = grp["data"]
@@ -336,7 +336,7 @@ def _small(grp: h5py.Group, name: str, shape: tuple[int, ...], path: Path, chunk
            policy: LinkPolicy) -> np.ndarray | None:
     if name not in grp:
         return None
-    obj = policy.get(grp.file, f"{grp.name}/{name}", "dataset")
+    obj = policy.get(grp, name, f"chunks/{chunk}:")
     _refuse_unsafe(obj, path, f"chunks/{chunk}/{name}")
     if not isinstance(obj, h5py.Dataset):
         raise FormatError(

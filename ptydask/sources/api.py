@@ -57,14 +57,20 @@ def open_frames(source: Any, key: str | None = None, *, allow_external_links: bo
     Parameters
     ----------
     source : a file path, glob pattern, folder, list of files, or a numpy/Dask array.
-        Formats: HDF5/NeXus/CXI (``.h5 .hdf5 .nxs .cxi`` ...), TIFF, CBF/EDF/SMV via
-        fabio (also ``.bz2``/``.gz``), Merlin ``.mib``, Zarr, ``.npy``/``.npz``.
+        Formats (:func:`~ptydask.sources.formats`, recognised by content, else by suffix):
+        HDF5/NeXus/CXI (``.h5 .hdf5 .nxs .cxi`` ...), TIFF, CBF/EDF via fabio (also
+        ``.bz2``/``.gz``), SMV/d*TREK ``.img``, Gatan ``.dm3/.dm4`` (rosettasciio),
+        Merlin ``.mib``, Zarr, ``.npy``/``.npz``; third-party formats through the
+        ``ptydask.sources`` entry-point group. What the file knows (positions, mask,
+        dark/flat, geometry with units) is used unless given here; ``info`` says where
+        each geometry value came from.
         Frames may be ``(H, W)``, ``(N, H, W)`` or a raster ``(A, B, H, W)``
         (read as ``A*B`` frames, row-major); ``outer_index`` picks one entry of
         an extra leading axis (``(E, N, H, W)``, ``(E, A, B, H, W)``).
-    key : dataset path inside HDF5/Zarr/``.npz``; optional where CXI, NeXus
-        (``default``/``signal``) or DECTRIS (``data_NNNNNN`` links) conventions
-        locate the frames.
+    key : dataset path inside HDF5/Zarr/``.npz`` (image number of a DigitalMicrograph
+        file); optional where CXI, NeXus (``default``/``signal``) or DECTRIS
+        (``data_NNNNNN`` links) conventions locate the frames. An explicit key always
+        wins over a guessed layout.
     **spec :
         ``positions`` — (N, 2) (y, x) metres, or ptypy ``Hdf5Loader``'s dict
         ``{file, slow_key, fast_key, slow_multiplier, fast_multiplier, slow_index,
@@ -81,10 +87,12 @@ def open_frames(source: Any, key: str | None = None, *, allow_external_links: bo
         (``{file, key, multiplier, offset}``); ``electron_data``;
         ``block_bytes`` (Dask block size, default 128 MiB); ``format`` (force
         one of :func:`~ptydask.sources.format_names`); ``label``, ``center``, ``propagation``, ``version``.
-    allow_external_links : follow HDF5 external links and virtual-dataset sources
-        that leave the folder of the file holding them (absolute paths, ``..``).
-        By default they are refused with a :class:`~ptydask.errors.SourceError`;
-        links to files in the same folder (DECTRIS ``data_NNNNNN``) always work.
+    allow_external_links : follow links whose target lies outside the folder of the
+        file named (HDF5 external links, also behind soft links, virtual-dataset
+        sources, external storage, symlinked files, symlinks in a listed folder; see
+        :class:`ptydask.io.LinkPolicy`). By default they are refused with a
+        :class:`~ptydask.errors.SourceError`; links to files in the same folder
+        (DECTRIS ``data_NNNNNN``) always work.
 
     Returns the Scan (:func:`ptydask.scan.from_arrays`); its ``indices`` are
     the global scan-point indices of the selected points (``0..n-1`` when
