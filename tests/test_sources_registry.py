@@ -149,3 +149,46 @@ def test_source_data_names_where_it_came_from():
     data = SourceData(da.zeros((1, 2, 2)), (1,), (1, 2, 2), "x", "/a/b.h5", "k")
     assert data.where == "/a/b.h5:k"
     assert SourceData(da.zeros((1, 2, 2)), (1,), (1, 2, 2), "x").where == "frames"
+
+
+def test_what_a_format_knows_reaches_the_scan_and_explicit_values_override_it(tmp_path, monkeypatch, plugins):
+    """A format's positions, mask, dark, flat and geometry (a plugin's, here) are used by open_frames unless given."""
+    dark, flat, mask = tmp_path / "dark.npy", tmp_path / "flat.npy", tmp_path / "mask.npy"
+    np.save(dark, np.full((4, 4), 5.0))
+    np.save(flat, np.full((4, 4), 2.0))
+    np.save(mask, np.eye(4, dtype=np.uint8))
+    _plugin_module(tmp_path, monkeypatch, "ptydask_known_plugin", f'''
+        import numpy as np, dask.array as da
+        from ptydask.sources import FileRef, Quantity, SourceData, SourceFormat
+        class Known(SourceFormat):
+            name = "known"
+            suffixes = (".known",)
+            def open(self, paths, key, *, outer_index, block_bytes):
+                frames = da.ones((2, 4, 4), chunks=(1, 4, 4), dtype=np.uint16)
+                return SourceData(frames, (2,), (2, 4, 4), self.name, paths[0],
+                                  positions=np.array([[0.0, 1e-6], [2e-6, 3e-6]]), positions_from="header P",
+                                  mask=FileRef({str(mask)!r}, None, "valid"), dark=FileRef({str(dark)!r}, None),
+                                  flat=FileRef({str(flat)!r}, None),
+                                  geometry={{"energy": Quantity(8.0, "header E (8 keV)"),
+                                             "distance": Quantity(200.0, "header V (200 kV)", electron=True)}})
+    ''')
+    plugins.append(importlib.metadata.EntryPoint("known", "ptydask_known_plugin:Known", registry.ENTRY_POINT_GROUP))
+    reload_formats()
+    path = tmp_path / "scan.known"
+    path.write_bytes(b"x")
+    scan = open_frames(path)
+    np.testing.assert_array_equal(scan["positions"].values, [[0.0, 1e-6], [2e-6, 3e-6]])
+    np.testing.assert_array_equal(np.broadcast_to(scan["weights"].values, (2, 4, 4)), np.broadcast_to(np.eye(4), (2, 4, 4)))
+    np.testing.assert_array_equal(np.asarray(scan["dark"].values), np.full((4, 4), 5.0))
+    np.testing.assert_array_equal(np.asarray(scan["flat"].values), np.full((4, 4), 2.0))
+    info = scan.attrs["info"]
+    assert scan.attrs["energy"] == 8.0 and info["energy_from"] == "source file header E (8 keV)"
+    assert info["positions_from"] == "source file header P"
+    # an electron-flagged value is converted once (here on a distance, to show the flag is the format's)
+    assert "-> photon" in info["distance_from"]
+    explicit = open_frames(path, energy=9.0, dark=np.zeros((4, 4)), flat=False, mask=False,
+                           positions=np.zeros((2, 2)))
+    assert explicit.attrs["energy"] == 9.0 and explicit.attrs["info"]["energy_from"] == "explicit"
+    np.testing.assert_array_equal(np.asarray(explicit["dark"].values), np.zeros((4, 4)))
+    assert "flat" not in explicit and "positions_from" not in explicit.attrs["info"]
+    assert explicit.attrs["info"]["mask"] == "none"

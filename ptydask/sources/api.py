@@ -143,6 +143,8 @@ def _open_frames(source: Any, key: str | None, spec: dict[str, Any]) -> xr.Datas
         "mask": mask_origin,
         **{f"{q}_from": o for q, o in origin.items()},
     }
+    if spec.get("positions") is None and opened.positions is not None:
+        info["positions_from"] = f"source file {opened.positions_from or opened.where}"
     if isinstance(spec.get("normalisation"), dict) and spec["normalisation"].get("sigma") is not None:
         info["normalisation_sigma"] = float(spec["normalisation"]["sigma"])
     meta = {k: spec[k] for k in ("label", "center", "propagation", "version") if spec.get(k) is not None}
