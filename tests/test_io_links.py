@@ -185,3 +185,16 @@ def test_ptyd_linked_meta_value_is_refused(ptyd):
         f["meta/energy"] = h5py.ExternalLink("../elsewhere.h5", "/energy")
     with pytest.raises(FormatError, match=r"meta/energy.*outside the master file's folder"):
         ptydask.open_ptyd(master)
+
+
+def test_external_raw_storage_out_of_the_folder_is_refused(dirs):
+    inside, outside = dirs
+    raw = outside / "raw.bin"
+    FRAMES.tofile(raw)
+    path = inside / "ext.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("frames", shape=FRAMES.shape, dtype=FRAMES.dtype,
+                         external=[(str(raw), 0, FRAMES.nbytes)])
+    with pytest.raises(SourceError, match=r"external raw storage is in .*raw\.bin.*outside the folder"):
+        open_frames(path, "frames")
+    np.testing.assert_array_equal(open_frames(path, "frames", allow_external_links=True)["data"].values, FRAMES)

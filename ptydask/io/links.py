@@ -149,10 +149,7 @@ class LinkPolicy:
             for name in sorted({v.file_name for v in obj.virtual_sources()}):
                 self.check_target(holder, name, f"{what}: virtual dataset source file is")
         for name, _offset, _size in obj.external or ():
-            name = os.fsdecode(name)
-            if not self.inside(os.path.join(os.path.dirname(os.path.abspath(holder)), name)) or os.path.isabs(name):
-                if not (os.path.isabs(name) and self.inside(name)):
-                    self.refuse(f"{what}: external raw storage is in", name)
+            self.check_target(holder, os.fsdecode(name), f"{what}: external raw storage is in")
 
     def get(self, f: h5py.File, key: str, what: str = "key") -> Any:
         """``f[key]``, every link on the way checked before it is followed and the object after
