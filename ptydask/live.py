@@ -30,7 +30,10 @@ import h5py
 import numpy as np
 
 from .errors import ParameterError, SourceError
+from .io import LinkPolicy, heap_problem
 from .ptyscan import EOS, WAIT, PtyScan
+from .sources.base import natural_key
+from .sources.images import TiffReader
 
 
 class GrowingSource(Protocol):
@@ -59,6 +62,16 @@ def _retry(func: Callable[[], Any], timeout: float, what: str) -> Any:
             time.sleep(0.02)
 
 
+def _runs(idx: np.ndarray) -> list[tuple[int, int, int]]:
+    """(position in ``idx``, first, stop) of each run of consecutive indices."""
+    runs, start = [], 0
+    for j in range(1, len(idx) + 1):
+        if j == len(idx) or idx[j] != idx[j - 1] + 1:
+            runs.append((start, int(idx[start]), int(idx[j - 1]) + 1))
+            start = j
+    return runs
+
+
 class GrowingHdf5:
     """An HDF5 file being extended by another process.
 
@@ -72,13 +85,18 @@ class GrowingHdf5:
         ``end_file`` : a file whose appearance marks the end.
     swmr : open in HDF5 single-writer/multiple-reader mode (the writer must use SWMR too).
     timeout : seconds to keep retrying while the writer holds the file.
+    allow_external_links : follow links out of the file's folder (refused by default, as by
+        :func:`ptydask.sources.open_frames`: the same :class:`ptydask.io.LinkPolicy` on every dataset read).
+
+    A file that holds fewer frames than already seen (replaced by a shorter one) is a
+    :class:`~ptydask.errors.SourceError`, not a wait for ever.
     """
 
     def __init__(self, path: str | os.PathLike, key: str, *, slow_key: Optional[str] = None,
                  fast_key: Optional[str] = None, positions_key: Optional[str] = None,
                  multiplier: tuple[float, float] = (1.0, 1.0), num_frames: Optional[int] = None,
                  end_attr: Optional[str] = None, end_file: Optional[str | os.PathLike] = None,
-                 swmr: bool = False, timeout: float = 10.0):
+                 swmr: bool = False, timeout: float = 10.0, allow_external_links: bool = False):
         if positions_key is None and (slow_key is None) != (fast_key is None):
             raise ParameterError("slow_key/fast_key: give both (or positions_key, or neither)")
         if num_frames is not None and (not isinstance(num_frames, int) or num_frames < 1):
@@ -89,15 +107,34 @@ class GrowingHdf5:
         self.num_frames, self.end_attr = num_frames, end_attr
         self.end_file = None if end_file is None else Path(end_file)
         self.swmr, self.timeout = bool(swmr), float(timeout)
+        self.policy = LinkPolicy(str(self.path), allow=bool(allow_external_links))
+        self._seen = 0
+        self._checked: Optional[tuple[int, int]] = None  # (device, inode) whose heaps were checked
 
     @property
     def has_positions(self) -> bool:
         return self.positions_key is not None or self.slow_key is not None
 
     def _open(self) -> h5py.File:
+        """The file (an OSError while the writer holds it is retried by the caller); its heaps are checked
+        once per file identity (:func:`ptydask.io.heap_problem`), again if it is replaced."""
+        f = h5py.File(self.path, "r", libver="latest", swmr=True) if self.swmr else h5py.File(self.path, "r")
+        st = os.stat(self.path)
+        if self._checked != (st.st_dev, st.st_ino):
+            problem = heap_problem(f)
+            if problem:
+                f.close()
+                raise SourceError(problem)
+            self._checked = (st.st_dev, st.st_ino)
+        return f
+
+    def _dataset(self, f: h5py.File, key: str) -> h5py.Dataset:
+        ds = self.policy.get(f, key)
+        if not isinstance(ds, h5py.Dataset):
+            raise SourceError(f"{self.path}: {key!r} is a group, not a dataset")
         if self.swmr:
-            return h5py.File(self.path, "r", libver="latest", swmr=True)
-        return h5py.File(self.path, "r")
+            ds.refresh()
+        return ds
 
     def _lengths(self, f: h5py.File) -> int:
         keys = [self.key] + [k for k in (self.positions_key, self.slow_key, self.fast_key) if k]
@@ -105,14 +142,14 @@ class GrowingHdf5:
         for k in keys:
             if k not in f:
                 return 0
-            ds = f[k]
-            if self.swmr:
-                ds.refresh()
+            ds = self._dataset(f, k)
             n = ds.shape[0] if n is None else min(n, ds.shape[0])
         return int(n or 0)
 
     def available(self) -> int:
         if not self.path.exists():
+            if self._seen:
+                raise SourceError(f"{self.path}: disappeared after {self._seen} frames were seen")
             return 0
 
         def count() -> int:
@@ -120,6 +157,10 @@ class GrowingHdf5:
                 return self._lengths(f)
 
         n = _retry(count, self.timeout, str(self.path))
+        if n < self._seen:
+            raise SourceError(f"{self.path}: now holds {n} frames, fewer than the {self._seen} already seen "
+                              "(replaced by another file?)")
+        self._seen = n
         return n if self.num_frames is None else min(n, self.num_frames)
 
     def finished(self) -> bool:
@@ -134,39 +175,46 @@ class GrowingHdf5:
 
         return _retry(flag, self.timeout, str(self.path))
 
+    def _positions(self, f: h5py.File, idx: np.ndarray) -> Optional[np.ndarray]:
+        if self.positions_key is not None:
+            pos = np.asarray(self._dataset(f, self.positions_key)[()], dtype=np.float64)[idx]
+            return pos * np.asarray(self.multiplier)
+        if self.slow_key is not None:
+            slow = np.asarray(self._dataset(f, self.slow_key)[()], dtype=np.float64)[idx]
+            fast = np.asarray(self._dataset(f, self.fast_key)[()], dtype=np.float64)[idx]
+            return np.stack([slow * self.multiplier[0], fast * self.multiplier[1]], axis=1)
+        return None
+
     def read(self, indices: Sequence[int]) -> tuple[np.ndarray, Optional[np.ndarray]]:
         idx = np.asarray(indices, dtype=np.int64)
 
         def get() -> tuple[np.ndarray, Optional[np.ndarray]]:
             with self._open() as f:
-                ds = f[self.key]
-                if self.swmr:
-                    ds.refresh()
-                frames = np.stack([ds[int(i)] for i in idx]) if len(idx) else np.zeros((0,) + ds.shape[1:], ds.dtype)
-                if self.positions_key is not None:
-                    pos = np.asarray(f[self.positions_key][()], dtype=np.float64)[idx]
-                    pos = pos * np.asarray(self.multiplier)
-                elif self.slow_key is not None:
-                    pos = np.stack([np.asarray(f[self.slow_key][()], dtype=np.float64)[idx] * self.multiplier[0],
-                                    np.asarray(f[self.fast_key][()], dtype=np.float64)[idx] * self.multiplier[1]], axis=1)
-                else:
-                    pos = None
-                return frames, pos
+                ds = self._dataset(f, self.key)
+                frames = np.empty((len(idx),) + ds.shape[1:], ds.dtype.newbyteorder("="))
+                for at, first, stop in _runs(idx):  # one hyperslab per run of consecutive frames
+                    frames[at:at + stop - first] = ds[first:stop]
+                return frames, self._positions(f, idx)
 
         return _retry(get, self.timeout, str(self.path))
 
 
 class TiffFolder:
-    """A folder receiving one TIFF file per frame, in file-name order.
+    """A folder receiving one TIFF file per frame, in natural file-name order (``f2`` before ``f10``),
+    as :func:`ptydask.sources.open_frames` orders a folder.
 
     Writers should write each file under another name and rename it when
     complete (files matching ``pattern`` are taken as complete).
     ``positions``: (N, 2) (y, x) metres for the whole scan, if known up front
     (also gives ``num_frames``); ``end_file``: a file marking the end of the scan.
+    Files are read by the TIFF source's reader (every file checked against the first: shape,
+    dtype, pages); a file that is a symlink out of the folder is refused
+    (:class:`ptydask.io.LinkPolicy`) unless ``allow_external_links``.
     """
 
     def __init__(self, folder: str | os.PathLike, pattern: str = "*.tif*", *, positions: Any = None,
-                 num_frames: Optional[int] = None, end_file: Optional[str | os.PathLike] = None):
+                 num_frames: Optional[int] = None, end_file: Optional[str | os.PathLike] = None,
+                 allow_external_links: bool = False):
         self.folder, self.pattern = Path(folder), pattern
         self.positions = None if positions is None else np.asarray(positions, dtype=np.float64)
         if self.positions is not None and (self.positions.ndim != 2 or self.positions.shape[1] != 2):
@@ -175,13 +223,17 @@ class TiffFolder:
             num_frames = len(self.positions)
         self.num_frames = num_frames
         self.end_file = None if end_file is None else Path(end_file)
+        self.policy = LinkPolicy(str(self.folder), allow=bool(allow_external_links), base=str(self.folder))
 
     @property
     def has_positions(self) -> bool:
         return self.positions is not None
 
     def files(self) -> list[str]:
-        return sorted(glob.glob(os.path.join(glob.escape(str(self.folder)), self.pattern)))
+        found = sorted(glob.glob(os.path.join(glob.escape(str(self.folder)), self.pattern)), key=natural_key)
+        for f in found:
+            self.policy.check_file(f, os.path.basename(f))
+        return found
 
     def available(self) -> int:
         n = len(self.files())
@@ -193,11 +245,14 @@ class TiffFolder:
         return self.end_file is not None and self.end_file.exists()
 
     def read(self, indices: Sequence[int]) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        import tifffile
-
         files = self.files()
-        frames = np.stack([tifffile.imread(files[int(i)]) for i in indices])
-        pos = None if self.positions is None else self.positions[np.asarray(indices, dtype=np.int64)]
+        idx = np.asarray(indices, dtype=np.int64)
+        reader = TiffReader([files[int(i)] for i in idx])
+        frames = reader.read(0, reader.shape[0])
+        if reader.per_file != 1:
+            raise SourceError(f"{files[int(idx[0])]}: holds {reader.per_file} pages; a live TIFF folder needs one "
+                              "frame per file")
+        pos = None if self.positions is None else self.positions[idx]
         return frames, pos
 
 

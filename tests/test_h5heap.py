@@ -16,7 +16,7 @@ import pytest
 
 import ptydask
 from ptydask.errors import FormatError, SourceError
-from ptydask.h5heap import heap_problem
+from ptydask.io.heap import heap_problem
 
 
 def _free_space_at(raw: bytes) -> int:

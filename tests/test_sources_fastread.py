@@ -1,4 +1,4 @@
-"""Raw-chunk reads with threaded decoding (ptydask.sources._fastread) give exactly h5py's result."""
+"""Raw-chunk reads with threaded decoding (ptydask.io.fastread) give exactly h5py's result."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ptydask.errors import SourceError
-from ptydask.sources import _fastread
+from ptydask.io import fastread as _fastread
 from ptydask.sources import hdf5 as hdf5src
 
 hdf5plugin = pytest.importorskip("hdf5plugin")

@@ -18,7 +18,7 @@ from ptydask.sources import hdf5 as hdf5_mod
 @pytest.fixture
 def reads(monkeypatch):
     """Record every hyperslab the sources read with ``read_direct``, or by plain file reads or maps (``_fastread``)."""
-    from ptydask.sources import _fastread
+    from ptydask.io import fastread as _fastread
 
     calls = []
     original = h5py.Dataset.read_direct

@@ -14,7 +14,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -24,8 +24,7 @@ import xarray as xr
 
 from ..errors import FormatError, PtydaskError, ScanError
 from ..scan import from_arrays
-from ..h5heap import heap_problem
-from ..sources import _fastread
+from ..io import LinkPolicy, fastread, open_hdf5
 from .h5rw import UNSAFE_TAGS, read_value, tag_of
 
 #: Target size of one Dask block when a chunk group is large, bytes.
@@ -88,13 +87,13 @@ def _read_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:
     """Frames ``start:stop``: unfiltered storage mapped onto the file (copy-on-write, as the HDF5
     source does; ``PTYDASK_MAP_READ=0``: plain parallel file reads), compressed whole-frame chunks
     decoded in the thread pool (both bit for bit h5py's values), anything else by h5py."""
-    stored = _fastread.stored_runs(ds)
+    stored = fastread.stored_runs(ds)
     if stored is not None:
-        return _fastread.unfiltered_frames(ds.file.filename, stored, start, stop, ds.dtype, ds.shape[1:])
+        return fastread.unfiltered_frames(ds.file.filename, stored, start, stop, ds.dtype, ds.shape[1:])
     out = np.empty((stop - start,) + ds.shape[1:], dtype=ds.dtype)
-    plan = _fastread.plan_for(ds)
+    plan = fastread.plan_for(ds)
     if plan is not None:
-        _fastread.read_frames(ds, plan, start, stop, out, lambda a, b, dest: ds.read_direct(dest, source_sel=np.s_[a:b]))
+        fastread.read_frames(ds, plan, start, stop, out, lambda a, b, dest: ds.read_direct(dest, source_sel=np.s_[a:b]))
         return out
     ds.read_direct(out, source_sel=np.s_[start:stop])
     return out
@@ -113,10 +112,7 @@ def open_ptyd(path: str | os.PathLike, *, allow_external_links: bool = False) ->
         raise FormatError(f"{path}: no such file")
     if path.is_dir():
         raise FormatError(f"{path}: is a directory, not a .ptyd file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise FormatError(f"{path}: not a .ptyd file (cannot be opened as HDF5: {exc})") from exc
+    f = open_hdf5(str(path), error=FormatError, unreadable="{path}: not a .ptyd file (cannot be opened as HDF5: {exc})")
     try:
         with f:
             return _read(f, path, allow_external_links)
@@ -130,9 +126,10 @@ def _read(f: h5py.File, path: Path, allow_external: bool) -> xr.Dataset:
     for group in ("meta", "chunks"):
         if group not in f or not isinstance(f[group], h5py.Group):
             raise FormatError(f"{path}: not a .ptyd file: no '{group}/' group (found: {', '.join(sorted(f)) or 'nothing'})")
-    _check_heaps(f, path)
-    meta = _read_meta(f["meta"], path)
-    chunks = _chunk_infos(f, path, allow_external)
+    policy = LinkPolicy(str(path), allow=allow_external, error=FormatError, label="the master file's folder",
+                        hint="pass allow_external_links=True if you trust this file")
+    meta = _read_meta(f, path, policy)
+    chunks = _chunk_infos(f, path, policy)
     frame_shape = _frame_shape(chunks, meta, path)
     spath = str(path.resolve())
 
@@ -149,8 +146,8 @@ def _read(f: h5py.File, path: Path, allow_external: bool) -> xr.Dataset:
             lw = _LazyFrames(spath, f"chunks/{c.name}/weights", (c.n,) + frame_shape, c.weights_dtype)
             weight_parts.append(da.from_array(lw, chunks=(blocks, -1, -1), asarray=True, lock=False, meta=np.empty((0, 0, 0), c.weights_dtype), name=False))
         grp = f["chunks"][c.name]
-        positions.append(_small(grp, "positions", (c.n, 2), path, c.name))
-        indices.append(_small(grp, "indices", (c.n,), path, c.name))
+        positions.append(_small(grp, "positions", (c.n, 2), path, c.name, policy))
+        indices.append(_small(grp, "indices", (c.n,), path, c.name, policy))
 
     n = sum(c.n for c in chunks)
     if chunks:
@@ -175,7 +172,7 @@ def _read(f: h5py.File, path: Path, allow_external: bool) -> xr.Dataset:
     if num_frames is None:
         warnings.warn(f"{path}: meta/num_frames is missing (ptypy requires it); assuming the {n} frames present", stacklevel=3)
         num_frames = n
-    info = _read_info(f, path)
+    info = _read_info(f, path, policy)
     if meta.get("shape") is not None and tuple(np.ravel(meta["shape"]).tolist()) != frame_shape:
         info["meta_shape_mismatch"] = list(np.ravel(meta["shape"]).tolist())
         warnings.warn(
@@ -205,10 +202,10 @@ def _read(f: h5py.File, path: Path, allow_external: bool) -> xr.Dataset:
     return scan
 
 
-def _read_meta(group: h5py.Group, path: Path) -> dict[str, Any]:
+def _read_meta(f: h5py.File, path: Path, policy: LinkPolicy) -> dict[str, Any]:
     meta: dict[str, Any] = {}
-    for key in group:
-        value = read_value(group[key], filename=str(path), max_bytes=2**20)
+    for key in policy.get(f, "meta", "group"):
+        value = read_value(policy.get(f, f"meta/{key}", "meta value"), filename=str(path), max_bytes=2**20)
         if isinstance(value, np.ndarray) and value.shape == ():
             value = value.item()
         meta[key] = value
@@ -237,25 +234,7 @@ def _number(value: Any, where: str) -> float:
     return float(arr[0])
 
 
-def _safe_link(link: h5py.ExternalLink, path: Path, name: str, allow: bool) -> None:
-    target = link.filename
-    pure = PurePosixPath(target.replace("\\", "/"))
-    escapes = pure.is_absolute() or ".." in pure.parts or len(pure.parts) != 1
-    if escapes and not allow:
-        raise FormatError(
-            f"{path}: chunks/{name} is an external link to {target!r}, outside the master file's folder; "
-            "refused (pass allow_external_links=True if you trust this file)"
-        )
-
-
-def _check_heaps(f: h5py.File, path: Path) -> None:
-    """Refuse a file whose string storage would hang HDF5 (see ``ptydask.h5heap``)."""
-    problem = heap_problem(f)
-    if problem:
-        raise FormatError(f"{path}: {problem}" if f.filename != str(path) else problem)
-
-
-def _chunk_infos(f: h5py.File, path: Path, allow_external: bool) -> list[_ChunkInfo]:
+def _chunk_infos(f: h5py.File, path: Path, policy: LinkPolicy) -> list[_ChunkInfo]:
     group = f["chunks"]
     names = []
     for name in group:
@@ -266,7 +245,7 @@ def _chunk_infos(f: h5py.File, path: Path, allow_external: bool) -> list[_ChunkI
     for name in sorted(names, key=int):
         link = group.get(name, getlink=True)
         if isinstance(link, h5py.ExternalLink):
-            _safe_link(link, path, name, allow_external)
+            policy.check_target(f.filename, link.filename, f"chunks/{name} is an external link to")
         try:
             grp = group[name]
         except (KeyError, OSError):
@@ -274,12 +253,11 @@ def _chunk_infos(f: h5py.File, path: Path, allow_external: bool) -> list[_ChunkI
             continue
         if not isinstance(grp, h5py.Group):
             raise FormatError(f"{path}: chunks/{name} is not a group")
-        if isinstance(link, h5py.ExternalLink):
-            _check_heaps(grp.file, path)
+        policy.check_object(grp, f"chunks/{name}")
         _refuse_unsafe(grp, path, f"chunks/{name}")
         for ds_name in ("data", "weights"):
             if ds_name in grp:
-                _refuse_unsafe(grp[ds_name], path, f"chunks/{name}/{ds_name}")
+                _refuse_unsafe(policy.get(grp, ds_name, f"chunks/{name}:"), path, f"chunks/{name}/{ds_name}")
         if "data" not in grp or not isinstance(grp["data"], h5py.Dataset):
             raise FormatError(f"{path}: chunks/{name} has no 'data' dataset (found: {', '.join(sorted(grp)) or 'nothing'})")
         ds = grp["data"]
@@ -354,10 +332,11 @@ def _refuse_unsafe(obj: h5py.HLObject, path: Path, where: str) -> None:
         raise FormatError(f"{path}: {where} is tagged {tag_of(obj)!r} (a Python pickle); refusing to read it")
 
 
-def _small(grp: h5py.Group, name: str, shape: tuple[int, ...], path: Path, chunk: str) -> np.ndarray | None:
+def _small(grp: h5py.Group, name: str, shape: tuple[int, ...], path: Path, chunk: str,
+           policy: LinkPolicy) -> np.ndarray | None:
     if name not in grp:
         return None
-    obj = grp[name]
+    obj = policy.get(grp, name, f"chunks/{chunk}:")
     _refuse_unsafe(obj, path, f"chunks/{chunk}/{name}")
     if not isinstance(obj, h5py.Dataset):
         raise FormatError(
@@ -382,11 +361,11 @@ def _join(parts: list[np.ndarray | None], shape: tuple[int, ...], dtype, path: P
     return np.concatenate(parts).astype(dtype)
 
 
-def _read_info(f: h5py.File, path: Path) -> dict[str, Any]:
+def _read_info(f: h5py.File, path: Path, policy: LinkPolicy) -> dict[str, Any]:
     if "info" not in f:
         return {}
     try:
-        value = read_value(f["info"], filename=str(path), max_bytes=64 * 2**20)
+        value = read_value(policy.get(f, "info", "group"), filename=str(path), max_bytes=64 * 2**20)
     except FormatError as exc:
         if "pickle" in str(exc):
             raise

@@ -13,11 +13,12 @@ from ..errors import ParameterError
 from ..scan import from_arrays
 from . import corrections
 from ._lazy import DEFAULT_BLOCK_BYTES
-from .formats import FORMATS, open_source
+from ..io.links import external_links
 from .geometry import resolve_geometry
-from .hdf5 import external_links
+from .base import FileRef
 from .positions import select_points
 from .refs import check_keys
+from .registry import open_source
 
 #: Keys of ``**spec`` accepted by :func:`open_frames`.
 SPEC_KEYS = (
@@ -56,14 +57,20 @@ def open_frames(source: Any, key: str | None = None, *, allow_external_links: bo
     Parameters
     ----------
     source : a file path, glob pattern, folder, list of files, or a numpy/Dask array.
-        Formats: HDF5/NeXus/CXI (``.h5 .hdf5 .nxs .cxi`` ...), TIFF, CBF/EDF/SMV via
-        fabio (also ``.bz2``/``.gz``), Merlin ``.mib``, Zarr, ``.npy``/``.npz``.
+        Formats (:func:`~ptydask.sources.formats`, recognised by content, else by suffix):
+        HDF5/NeXus/CXI (``.h5 .hdf5 .nxs .cxi`` ...), TIFF, CBF/EDF via fabio (also
+        ``.bz2``/``.gz``), SMV/d*TREK ``.img``, Gatan ``.dm3/.dm4`` (rosettasciio),
+        Merlin ``.mib``, Zarr, ``.npy``/``.npz``; third-party formats through the
+        ``ptydask.sources`` entry-point group. What the file knows (positions, mask,
+        dark/flat, geometry with units) is used unless given here; ``info`` says where
+        each geometry value came from.
         Frames may be ``(H, W)``, ``(N, H, W)`` or a raster ``(A, B, H, W)``
         (read as ``A*B`` frames, row-major); ``outer_index`` picks one entry of
         an extra leading axis (``(E, N, H, W)``, ``(E, A, B, H, W)``).
-    key : dataset path inside HDF5/Zarr/``.npz``; optional where CXI, NeXus
-        (``default``/``signal``) or DECTRIS (``data_NNNNNN`` links) conventions
-        locate the frames.
+    key : dataset path inside HDF5/Zarr/``.npz`` (image number of a DigitalMicrograph
+        file); optional where CXI, NeXus (``default``/``signal``) or DECTRIS
+        (``data_NNNNNN`` links) conventions locate the frames. An explicit key always
+        wins over a guessed layout.
     **spec :
         ``positions`` — (N, 2) (y, x) metres, or ptypy ``Hdf5Loader``'s dict
         ``{file, slow_key, fast_key, slow_multiplier, fast_multiplier, slow_index,
@@ -79,11 +86,13 @@ def open_frames(source: Any, key: str | None = None, *, allow_external_links: bo
         ``recorded_energy``/``recorded_distance``/``recorded_psize``
         (``{file, key, multiplier, offset}``); ``electron_data``;
         ``block_bytes`` (Dask block size, default 128 MiB); ``format`` (force
-        one of :data:`FORMATS`); ``label``, ``center``, ``propagation``, ``version``.
-    allow_external_links : follow HDF5 external links and virtual-dataset sources
-        that leave the folder of the file holding them (absolute paths, ``..``).
-        By default they are refused with a :class:`~ptydask.errors.SourceError`;
-        links to files in the same folder (DECTRIS ``data_NNNNNN``) always work.
+        one of :func:`~ptydask.sources.format_names`); ``label``, ``center``, ``propagation``, ``version``.
+    allow_external_links : follow links whose target lies outside the folder of the
+        file named (HDF5 external links, also behind soft links, virtual-dataset
+        sources, external storage, symlinked files, symlinks in a listed folder; see
+        :class:`ptydask.io.LinkPolicy`). By default they are refused with a
+        :class:`~ptydask.errors.SourceError`; links to files in the same folder
+        (DECTRIS ``data_NNNNNN``) always work.
 
     Returns the Scan (:func:`ptydask.scan.from_arrays`); its ``indices`` are
     the global scan-point indices of the selected points (``0..n-1`` when
@@ -109,25 +118,24 @@ def _open_frames(source: Any, key: str | None, spec: dict[str, Any]) -> xr.Datas
 
     opened = open_source(source, key, outer_index=outer_index, block_bytes=block_bytes, fmt=spec.get("format"))
     n, h, w = opened.frames.shape
-    default_file = opened.path if opened.hdf5 else None
-    where = (f"{opened.path}:{opened.key}" if opened.key else opened.path) if opened.path else "frames"
+    default_file = opened.ref_file
     sel = select_points(
         n, opened.grid, spec.get("positions"), framefilter=spec.get("framefilter"), frameorder=spec.get("frameorder"),
-        file_positions=opened.positions, default_file=default_file, outer_index=outer_index, where=where,
+        file_positions=opened.positions, default_file=default_file, outer_index=outer_index, where=opened.where,
     )
     frames = _take(opened.frames, sel.frames, block_bytes)
     ctx = {"default_file": default_file, "outer_index": outer_index, "raw_shape": opened.raw_shape,
            "block_bytes": block_bytes, "n_frames": n, "frame_shape": (h, w)}
     weights, mask_origin = corrections.mask_weights(spec.get("mask"), opened.mask, ctx, sel)
-    dark = corrections.dark_flat("dark", spec.get("dark"), ctx, sel)
-    flat = corrections.dark_flat("flat", spec.get("flat"), ctx, sel)
+    dark = corrections.dark_flat("dark", _or_file(spec.get("dark"), opened.dark), ctx, sel)
+    flat = corrections.dark_flat("flat", _or_file(spec.get("flat"), opened.flat), ctx, sel)
     monitor = corrections.monitor(spec.get("normalisation"), ctx, sel)
     geometry, origin = resolve_geometry(spec, opened.geometry, default_file, outer_index)
 
     info = {
         "source": os.fspath(opened.path) if opened.path else "array",
         "source_key": opened.key or "",
-        "source_format": opened.kind,
+        "source_format": opened.format,
         "layout": sel.layout,
         "scan_points": int(np.prod(sel.grid)),
         "frames_selected": int(sel.frames.size),
@@ -135,6 +143,8 @@ def _open_frames(source: Any, key: str | None, spec: dict[str, Any]) -> xr.Datas
         "mask": mask_origin,
         **{f"{q}_from": o for q, o in origin.items()},
     }
+    if spec.get("positions") is None and opened.positions is not None:
+        info["positions_from"] = f"source file {opened.positions_from or opened.where}"
     if isinstance(spec.get("normalisation"), dict) and spec["normalisation"].get("sigma") is not None:
         info["normalisation_sigma"] = float(spec["normalisation"]["sigma"])
     meta = {k: spec[k] for k in ("label", "center", "propagation", "version") if spec.get(k) is not None}
@@ -145,4 +155,13 @@ def _open_frames(source: Any, key: str | None, spec: dict[str, Any]) -> xr.Datas
     )
 
 
-__all__ = ["open_frames", "SPEC_KEYS", "FORMATS"]
+def _or_file(given: Any, from_file: FileRef | None) -> Any:
+    """An explicit dark/flat wins; else the source file's own (``False`` ignores it)."""
+    if given is False:
+        return None
+    if given is not None or from_file is None:
+        return given
+    return {"file": from_file.file, "key": from_file.key}
+
+
+__all__ = ["open_frames", "SPEC_KEYS"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Any
 
 import dask.array as da
 import numpy as np
 
-from ..errors import SourceError
-from ._lazy import FrameReader, frames_per_block, lazy_frames, split
+from ..errors import PtydaskError, SourceError
+from ._lazy import FrameReader, as_dask, frames_per_block, lazy_frames, split
 from .hdf5 import frame_layout
 
 
@@ -70,7 +71,7 @@ def npz_member(path: str, key: str | None) -> np.ndarray:
     """One member of a ``.npz`` archive (loaded into memory)."""
     try:
         z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise SourceError(f"{path}: not a readable .npz archive ({exc})") from None
     if not hasattr(z, "files"):  # np.load read a .npy (or pickle signature) behind a .npz name
         raise SourceError(f"{path}: not a .npz archive")
@@ -91,8 +92,44 @@ def npz_member(path: str, key: str | None) -> np.ndarray:
             raise SourceError(f"{path}: member {key!r} is damaged ({type(exc).__name__}: {exc})") from None
 
 
+class ZarrReader(FrameReader):
+    """Frames of a Zarr array (``key`` inside a group), opened by path in every read; the stored shape
+    ``(..., H, W)`` is read as ``(N, H, W)`` frames in C order. Codec failures name the store."""
+
+    def __init__(self, path: str, key: str | None, stored: tuple[int, ...], dtype: np.dtype):
+        self.paths, self.key, self.stored = (os.path.abspath(path),), key, tuple(stored)
+        self.inner = int(np.prod(stored[1:-2], dtype=np.int64)) if len(stored) > 3 else 1
+        self.shape = (int(np.prod(stored[:-2], dtype=np.int64)), int(stored[-2]), int(stored[-1]))
+        self.dtype = np.dtype(dtype).newbyteorder("=")
+
+    def describe(self) -> str:
+        return f"{self.paths[0]}:{self.key} {self.stored} {self.dtype}"
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        import zarr
+
+        try:
+            node = zarr.open(self.paths[0], mode="r")
+            node = node[self.key] if self.key else node
+            if tuple(node.shape) != self.stored:
+                raise SourceError(f"{self.paths[0]}: {self.key or '/'} changed since it was opened (now {node.shape})")
+            if len(self.stored) == 2:
+                out = np.asarray(node[...])[None]
+            else:
+                first, last = start // self.inner, (stop - 1) // self.inner + 1
+                rows = np.asarray(node[first:last]).reshape((-1,) + self.shape[1:])
+                out = rows[start - first * self.inner:stop - first * self.inner]
+        except (PtydaskError, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged chunk fails in any codec
+            raise SourceError(f"{self.paths[0]}: {self.key or '/'}: cannot read frames {start}:{stop}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        return np.ascontiguousarray(out, dtype=self.dtype)
+
+
 def zarr_frames(path: str, key: str | None, block_bytes: int) -> tuple[da.Array, tuple[int, ...]]:
-    """Lazy frames of a Zarr array (``key`` = array path inside a group), blocks of whole Zarr chunks."""
+    """Lazy frames of a Zarr array (``key`` = array path inside a group), blocks of whole Zarr chunks,
+    in the stored shape."""
     import zarr
 
     try:
@@ -111,10 +148,15 @@ def zarr_frames(path: str, key: str | None, block_bytes: int) -> tuple[da.Array,
     shape, chunks = tuple(node.shape), tuple(node.chunks)
     if len(shape) < 2:
         raise SourceError(f"{path}: {key or '/'} has shape {shape}, not frames")
-    frame_bytes = int(np.prod(shape[-2:], dtype=np.int64)) * np.dtype(node.dtype).itemsize
-    lead = shape[:-2]
-    inner = int(np.prod(lead[1:], dtype=np.int64)) if lead else 1
-    step = frames_per_block(frame_bytes * inner, block_bytes, chunks[0] if lead else 1)
-    dchunks = ((split(lead[0], step),) if lead else ()) + tuple((s,) for s in shape[len(lead[:1]):])
-    arr = da.from_zarr(path, component=key or None, chunks=dchunks)
-    return arr, tuple(lead) or (1,)
+    if np.dtype(node.dtype).kind not in "biuf":
+        raise SourceError(f"{path}: {key or '/'} holds {node.dtype} values, not numbers")
+    frame_layout(shape if len(shape) <= 4 else shape[-4:], None, f"{path}:{key or '/'}")
+    reader = ZarrReader(path, key, shape, node.dtype)
+    frame_bytes = int(np.prod(shape[-2:], dtype=np.int64)) * reader.dtype.itemsize
+    if len(shape) == 2:
+        flat = as_dask(reader, (1,), "zarr")
+    else:
+        rows = frames_per_block(frame_bytes * reader.inner, block_bytes, chunks[0])
+        flat = as_dask(reader, tuple(r * reader.inner for r in split(shape[0], rows)), "zarr")
+    arr = flat[0] if len(shape) == 2 else (flat if len(shape) == 3 else flat.reshape(shape))
+    return arr, tuple(shape[:-2]) or (1,)

@@ -28,6 +28,7 @@ import dask.array as da
 import numpy as np
 
 from ..errors import ParameterError, ScanError
+from .base import FileRef
 from .positions import Selection
 from .refs import REF_KEYS, check_keys, load_frames_like, load_small
 
@@ -89,14 +90,13 @@ def weights_from_mask(mask: Any, kind: str = "valid", invert: bool = False) -> A
     return ~valid if invert else valid
 
 
-def mask_weights(spec: Any, file_mask: tuple[str, str, str] | None, ctx: Mapping[str, Any], sel: Selection) -> tuple[Any, str]:
+def mask_weights(spec: Any, file_mask: FileRef | None, ctx: Mapping[str, Any], sel: Selection) -> tuple[Any, str]:
     """Weights for the selected frames and a note of where they came from (``None`` = no mask)."""
     if spec is False or (spec is None and file_mask is None):
         return None, "none"
     if spec is None:
-        path, key, kind = file_mask
-        spec = {"file": path, "key": key, "kind": kind}
-        origin = f"source file {key} ({kind})"
+        spec = {"file": file_mask.file, "key": file_mask.key, "kind": file_mask.kind}
+        origin = f"source file {file_mask.key} ({file_mask.kind})"
     else:
         origin = "mask="
     invert, kind = False, "valid"

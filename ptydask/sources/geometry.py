@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import GeometryError
 from . import hdf5
+from .base import Quantity
 from .refs import check_keys, is_hdf5_path, load_small, ref_file
 
 #: Electron rest energy, keV (CODATA 2018).
@@ -92,11 +93,16 @@ def recorded(quantity: str, spec: Mapping[str, Any], default_file: str | None, o
     return value * factor + float(spec.get("offset") or 0.0)
 
 
-def resolve_geometry(spec: Mapping[str, Any], from_file: Mapping[str, Any], default_file: str | None,
+def resolve_geometry(spec: Mapping[str, Any], from_file: Mapping[str, Quantity], default_file: str | None,
                      outer_index: int | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """``({energy, distance, psize}, {quantity: where it came from})``; ``None`` when unknown."""
+    """``({energy, distance, psize}, {quantity: where it came from})``; ``None`` when unknown.
+
+    ``from_file``: what the source's files say (:class:`~ptydask.sources.base.Quantity`); an
+    electron energy from a file is converted to photon keV once, whatever ``electron_data`` says.
+    """
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
+    converted = False
     for quantity in QUANTITIES:
         ref = spec.get(f"recorded_{quantity}")
         if spec.get(quantity) is not None:
@@ -105,10 +111,15 @@ def resolve_geometry(spec: Mapping[str, Any], from_file: Mapping[str, Any], defa
             values[quantity] = recorded(quantity, ref, default_file, outer_index)
             origin[quantity] = f"recorded_{quantity}"
         elif from_file.get(quantity) is not None:
-            values[quantity], origin[quantity] = from_file[quantity], "source file"
+            known = from_file[quantity]
+            values[quantity], origin[quantity] = known.value, f"source file {known.origin}"
+            if known.electron:  # the file gives an electron energy: the photon energy of its wavelength
+                values[quantity] = electron_to_photon_kev(float(known.value))
+                origin[quantity] += f", electron {float(known.value):g} keV -> photon"
+                converted = True
         else:
             values[quantity] = None
-    if spec.get("electron_data"):
+    if spec.get("electron_data") and not converted:
         if values["energy"] is None:
             raise GeometryError("electron_data=True needs an electron energy (energy= or recorded_energy=) in keV")
         kinetic = float(values["energy"])

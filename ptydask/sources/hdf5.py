@@ -7,7 +7,7 @@ axes, so each storage chunk is decoded once. External links on the frame
 dataset are followed to the file that holds it; virtual datasets are read
 through HDF5. Compression filters are checked up front. Compressed datasets
 of whole-frame chunks are read chunk by chunk around HDF5's filter pipeline and
-decoded in a thread pool (``_fastread``: bit for bit h5py's result).
+decoded in a thread pool (``ptydask.io.fastread``: bit for bit h5py's result).
 
 Frame layouts (after ``outer_index`` picks one entry of the first axis):
 ``(H, W)`` one frame, ``(N, H, W)``, or a raster ``(A, B, H, W)`` read as
@@ -16,30 +16,23 @@ Frame layouts (after ``outer_index`` picks one entry of the first axis):
 
 from __future__ import annotations
 
-import functools
 import os
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any
 
 import dask.array as da
 import h5py
 import numpy as np
 
 from ..errors import PtydaskError, SourceError
-from ..h5heap import heap_problem
+from ..io import fastread
+from ..io.hdf5 import HDF5_FAILURES, hdf5_guard, open_hdf5
+from ..io.links import LinkPolicy, members
 from .. import buffers
-from . import _fastread
 from ._lazy import FrameReader, as_dask, frames_per_block, split
 
-#: Read compressed whole-frame chunks raw and decode them in a thread pool (``_fastread``);
+#: Read compressed whole-frame chunks raw and decode them in a thread pool (``ptydask.io.fastread``);
 #: ``PTYDASK_FAST_READ=0`` lets HDF5 decode everything (on one thread).
 FAST_READ = os.environ.get("PTYDASK_FAST_READ", "1") != "0"
-
-try:  # registers bitshuffle, LZ4, Blosc, Zstd, ... with HDF5 when installed
-    import hdf5plugin  # noqa: F401
-except ImportError:  # pragma: no cover - optional dependency
-    pass
 
 #: HDF5 filter id -> (name, pip package that provides it).
 KNOWN_FILTERS = {
@@ -59,143 +52,26 @@ KNOWN_FILTERS = {
     32026: ("blosc2", "hdf5plugin"),
 }
 
-MAX_LISTED = 25
-
-#: What h5py raises for a damaged file (besides OSError): bad B-tree or heap addresses surface as
-#: KeyError/RuntimeError/ValueError from deep inside HDF5.
-HDF5_FAILURES = (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, UnicodeDecodeError)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def hdf5_guard(func: F) -> F:
-    """Turn any HDF5 failure of ``func(path, ...)`` on a damaged file into a :class:`SourceError` naming the file."""
-
-    @functools.wraps(func)
-    def wrapper(path, *args, **kwargs):
-        try:
-            return func(path, *args, **kwargs)
-        except PtydaskError:
-            raise
-        except HDF5_FAILURES as exc:
-            raise SourceError(f"{path}: damaged or unreadable HDF5 file: {type(exc).__name__}: {exc}") from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-#: Whether external links / virtual-dataset sources may leave the folder of the file that holds them.
-_ALLOW_EXTERNAL: ContextVar[bool] = ContextVar("ptydask_allow_external_links", default=False)
-
-
-@contextmanager
-def external_links(allow: bool) -> Iterator[None]:
-    """Within the block, links leaving their file's folder are followed (``True``) or refused (``False``)."""
-    token = _ALLOW_EXTERNAL.set(bool(allow))
-    try:
-        yield
-    finally:
-        _ALLOW_EXTERNAL.reset(token)
-
-
-def _inside(folder: str, target: str) -> bool:
-    folder = os.path.realpath(folder)
-    target = os.path.realpath(os.path.join(folder, target))
-    return os.path.commonpath([folder, target]) == folder
-
-
-def check_link_target(holder: str, target: str, what: str) -> None:
-    """Refuse a link stored in file ``holder`` whose ``target`` file lies outside ``holder``'s folder.
-
-    Relative targets are taken relative to the holder's folder (as HDF5 does);
-    absolute ones must also point into that folder. ``target`` ``"."`` is the
-    holder itself. Allowed anyway inside ``external_links(True)``.
-    """
-    if _ALLOW_EXTERNAL.get() or target in ("", "."):
-        return
-    folder = os.path.dirname(os.path.abspath(holder))
-    if not _inside(folder, target):
-        raise SourceError(
-            f"{holder}: {what} points to {target!r}, outside the folder {folder}; refused "
-            "(pass allow_external_links=True to open_frames, or set allow_external_links: true in a recipe, "
-            "if you trust this file)"
-        )
+__all__ = ["HDF5_FAILURES", "hdf5_guard", "open_file", "get_node", "resolve", "read_array", "read_units",
+           "Hdf5Reader", "hdf5_frames", "frame_layout", "check_filters"]
 
 
 def open_file(path: str) -> h5py.File:
-    """Open an HDF5 file read-only; :class:`SourceError` if missing or not HDF5."""
-    if not os.path.exists(path):
-        raise SourceError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot be opened as HDF5 ({exc})") from None
-    problem = heap_problem(f)
-    if problem:
-        f.close()
-        raise SourceError(problem)
-    return f
-
-
-def _members(group: h5py.Group) -> str:
-    names = sorted(group.keys())
-    shown = ", ".join(names[:MAX_LISTED]) + (f", ... ({len(names)} in all)" if len(names) > MAX_LISTED else "")
-    return shown or "(nothing)"
+    """Open an HDF5 file read-only (:func:`ptydask.io.open_hdf5`); :class:`SourceError` if missing or not HDF5."""
+    return open_hdf5(path)
 
 
 def get_node(f: h5py.File, key: str, path: str) -> Any:
-    """``f[key]`` with errors that name the file, the key and what exists nearby."""
-    parts = [p for p in key.strip("/").split("/") if p]
-    node: Any = f
-    walked = ""
-    for part in parts:
-        if not isinstance(node, h5py.Group):
-            raise SourceError(f"{path}: key {key!r} not found: '{walked or '/'}' is a dataset, not a group")
-        link = node.get(part, getlink=True)
-        if link is None:
-            raise SourceError(
-                f"{path}: key {key!r} not found; '{walked or '/'}' holds: {_members(node)}"
-            )
-        if isinstance(link, h5py.ExternalLink):
-            here = f"{walked}/{part}".lstrip("/")
-            check_link_target(node.file.filename, link.filename,
-                              f"key {key!r}: external link '{here}' -> {link.filename}:{link.path}")
-        try:
-            node = node[part]
-        except (KeyError, OSError) as exc:
-            if isinstance(link, h5py.ExternalLink):
-                target = _link_target(path, link)
-                state = "missing" if not os.path.exists(target) else f"unreadable: {exc}"
-                here = f"{walked}/{part}".lstrip("/")
-                raise SourceError(
-                    f"{path}: key {key!r}: external link '{here}' points to "
-                    f"{link.filename}:{link.path} ({state})"
-                ) from None
-            if isinstance(link, h5py.SoftLink):
-                here = f"{walked}/{part}".lstrip("/")
-                raise SourceError(f"{path}: key {key!r}: soft link '{here}' -> {link.path} is dangling") from None
-            raise SourceError(f"{path}: key {key!r} cannot be opened ({exc})") from None
-        walked = f"{walked}/{part}" if walked else part
-    return node
-
-
-def _link_target(path: str, link: h5py.ExternalLink) -> str:
-    target = link.filename
-    return target if os.path.isabs(target) else os.path.join(os.path.dirname(os.path.abspath(path)), target)
+    """``f[key]`` under the link policy of ``path`` (:class:`ptydask.io.LinkPolicy`), errors naming the key."""
+    return LinkPolicy(path).get(f, key)
 
 
 @hdf5_guard
-def resolve_external(path: str, key: str, depth: int = 8) -> tuple[str, str]:
-    """Follow external links on the last component of ``key`` to ``(file, key)`` of the data."""
-    for _ in range(depth):
-        with open_file(path) as f:
-            parent, _, name = key.strip("/").rpartition("/")
-            group = get_node(f, parent, path) if parent else f
-            link = group.get(name, getlink=True) if isinstance(group, h5py.Group) else None
-            get_node(f, key, path)  # a clear error for a missing key or link target
-            if not isinstance(link, h5py.ExternalLink):
-                return path, key
-            path, key = _link_target(path, link), link.path
-    return path, key
+def resolve(path: str, key: str) -> tuple[str, str]:
+    """``(file, key)`` where the dataset ``path:key`` really is, after links (checked by the link policy)."""
+    with open_file(path) as f:
+        _node, real, inner = LinkPolicy(path).locate(f, key)
+        return real, inner
 
 
 def check_filters(dset: h5py.Dataset, path: str, key: str) -> None:
@@ -212,16 +88,6 @@ def check_filters(dset: h5py.Dataset, path: str, key: str) -> None:
             )
 
 
-def check_virtual_sources(dset: h5py.Dataset, path: str, key: str) -> None:
-    """Refuse a virtual dataset that maps files outside ``path``'s folder (see :func:`check_link_target`)."""
-    seen: set[str] = set()
-    for vmap in dset.virtual_sources():
-        name = vmap.file_name
-        if name not in seen:
-            seen.add(name)
-            check_link_target(path, name, f"virtual dataset {key!r}: source file")
-
-
 #: Largest "small" dataset read whole into memory (positions, monitor, masks, energies, ...).
 MAX_SMALL_BYTES = 2**30
 
@@ -232,10 +98,8 @@ def read_array(path: str, key: str, indices: Any = None) -> np.ndarray:
     with open_file(path) as f:
         node = get_node(f, key, path)
         if not isinstance(node, h5py.Dataset):
-            raise SourceError(f"{path}: key {key!r} is a group, not a dataset; it holds: {_members(node)}")
-        if node.is_virtual:
-            check_virtual_sources(node, path, key)
-        else:
+            raise SourceError(f"{path}: key {key!r} is a group, not a dataset; it holds: {members(node)}")
+        if not node.is_virtual:
             check_filters(node, path, key)
         if node.shape is not None:
             rows = node.shape[0] if node.shape else 1
@@ -317,18 +181,18 @@ class Hdf5Reader(FrameReader):
         state.pop("_fast", None)  # a plan of this process's files: the receiver makes its own
         return state
 
-    def _fast_plan(self) -> "_fastread.FastPlan | None":
-        """The cached plain-file read plan of the dataset (``_fastread``), renewed when its file changes."""
+    def _fast_plan(self) -> "fastread.FastPlan | None":
+        """The cached plain-file read plan of the dataset (``ptydask.io.fastread``), renewed when its file changes."""
         plan = self.__dict__.get("_fast")
         if plan is not None:
             try:
-                if _fastread.file_stamp(plan.path) == plan.stamp:
+                if fastread.file_stamp(plan.path) == plan.stamp:
                     return plan
             except OSError:
                 pass
         with h5py.File(self.path, "r") as f:
             dset = self._dataset(f)
-            plan = _fastread.fast_plan(dset)
+            plan = fastread.fast_plan(dset)
         self._fast = plan
         return plan
 
@@ -343,7 +207,7 @@ class Hdf5Reader(FrameReader):
         if FAST_READ and self.outer is None and len(self.dshape) == 3 and stop > start:
             plan = self._fast_plan()
             if plan is not None and plan.stored is not None:  # mapped, or plain parallel file reads
-                return _fastread.unfiltered_frames(plan.path, plan.stored, start, stop, self.dtype, self.shape[1:])
+                return fastread.unfiltered_frames(plan.path, plan.stored, start, stop, self.dtype, self.shape[1:])
         out = buffers.empty((stop - start,) + self.shape[1:], self.dtype)
         if plan is not None:
             # compressed chunks read at their stored offsets and decoded in a thread pool, outside
@@ -407,20 +271,19 @@ def hdf5_frames(
     Dask blocks are whole storage chunks along the frame axes (about
     ``block_bytes`` each); external links are followed to the data file.
     """
-    path, key = resolve_external(os.path.abspath(path), key)
+    path = os.path.abspath(path)
     with open_file(path) as f:
-        dset = get_node(f, key, path)
+        dset, real, inner = LinkPolicy(path).locate(f, key)
         if not isinstance(dset, h5py.Dataset):
-            raise SourceError(f"{path}: key {key!r} is a group, not a dataset; it holds: {_members(dset)}")
+            raise SourceError(f"{path}: key {key!r} is a group, not a dataset; it holds: {members(dset)}")
         shape, dtype, chunks = tuple(dset.shape), dset.dtype, dset.chunks
         where = f"{path}:{key}"
         if dtype.kind not in "biuf":
             raise SourceError(f"{where}: dtype {dtype} is not a real numeric type")
         frame_layout(shape, outer_index, where)
-        if dset.is_virtual:
-            check_virtual_sources(dset, path, key)
-        else:
+        if not dset.is_virtual:
             check_filters(dset, path, key)
+        path, key = real, inner  # where the data is: no links followed in every read
     if outer_index is not None and outer_index < 0:
         outer_index += shape[0]
     reader = Hdf5Reader(path, key, shape, dtype, outer_index)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from ..errors import SourceError
+from ..errors import PtydaskError, SourceError
 from ._lazy import FrameReader, lazy_frames
 
 
@@ -36,7 +36,13 @@ class _SequenceReader(FrameReader):
         while pos < stop:
             i, first = divmod(pos, self.per_file)
             last = min(self.per_file, first + stop - pos)
-            frames = self._read_file(self.paths[i], first, last)
+            try:
+                frames = self._read_file(self.paths[i], first, last)
+            except (PtydaskError, MemoryError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - format libraries raise many kinds of errors
+                raise SourceError(f"{self.paths[i]}: cannot read frames {first}:{last}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
             if frames.shape[1:] != self.shape[1:]:
                 raise SourceError(f"{self.paths[i]}: frame shape {frames.shape[1:]} differs from {self.shape[1:]} of {self.paths[0]}")
             out[pos - start:pos - start + last - first] = frames
@@ -45,6 +51,13 @@ class _SequenceReader(FrameReader):
 
     def _probe(self, path: str) -> tuple[int, tuple[int, int], np.dtype]:
         raise NotImplementedError
+
+    def _checked(self, path: str, data: np.ndarray, count: int) -> np.ndarray:
+        """``data`` as ``count`` frames, refused (never cast or reshaped) when it is not what the first file holds."""
+        if data.dtype.newbyteorder("=") != self.dtype or data.size != count * self.shape[1] * self.shape[2]:
+            raise SourceError(f"{path}: holds {data.shape} {data.dtype} where {count} frame(s) of {self.shape[1:]} "
+                              f"{self.dtype} were expected (as in {self.paths[0]}); a sequence needs equal files")
+        return data.reshape((count,) + self.shape[1:])
 
     def _read_file(self, path: str, first: int, last: int) -> np.ndarray:
         raise NotImplementedError
@@ -72,7 +85,7 @@ class TiffReader(_SequenceReader):
         import tifffile
 
         data = tifffile.imread(path, key=range(first, last)) if self.per_file > 1 else tifffile.imread(path)
-        return np.asarray(data, dtype=self.dtype).reshape((last - first,) + self.shape[1:])
+        return self._checked(path, np.asarray(data), last - first)
 
 
 #: CBF ``X-Binary-Element-Type`` -> numpy dtype of the decoded pixels.
@@ -83,6 +96,41 @@ CBF_TYPES = {
 }
 
 
+#: The bytes that open a CBF binary section (fabio searches for them without an end: a CBF cut before
+#: them would make it read for ever).
+CBF_BINARY_START = b"\x0c\x1a\x04\xd5"
+SCAN_BYTES = 2**16
+
+
+def _stream(path: str):
+    lower = path.lower()
+    if lower.endswith((".gz", ".gzip")):
+        import gzip
+
+        return gzip.open(path, "rb")
+    if lower.endswith(".bz2"):
+        import bz2
+
+        return bz2.open(path, "rb")
+    return open(path, "rb")
+
+
+def check_cbf(path: str) -> None:
+    """Refuse a CBF file (also compressed) whose binary section never starts: truncated or not a CBF."""
+    with _stream(path) as fh:
+        tail = b""
+        head = fh.read(6)
+        if head != b"###CBF":
+            return  # not a CBF: fabio tells what it is
+        while True:
+            piece = fh.read(SCAN_BYTES)
+            if not piece:
+                raise SourceError(f"{path}: CBF file without a binary section (truncated?)")
+            if CBF_BINARY_START in tail + piece:
+                return
+            tail = piece[-3:]
+
+
 class FabioReader(_SequenceReader):
     """Files fabio can read (CBF, EDF, SMV, ...; also ``.bz2``/``.gz``); multi-frame EDF supported."""
 
@@ -91,13 +139,20 @@ class FabioReader(_SequenceReader):
         import fabio
 
         try:
+            check_cbf(path)
             head = fabio.openheader(path)
-            shape, n = tuple(head.shape or ()), int(getattr(head, "nframes", 1) or 1)
+            n = int(getattr(head, "nframes", 1) or 1)
+            try:
+                shape = tuple(head.shape or ())
+            except AttributeError:  # some fabio classes know the shape only from the pixels
+                shape = ()
             dtype = CBF_TYPES.get(str(head.header.get("X-Binary-Element-Type", "")).strip().strip('"'))
             if dtype is None or len(shape) != 2:
                 with fabio.open(path) as img:
                     data = img.data
                     shape, dtype = (tuple(data.shape) if data is not None else ()), (data.dtype if data is not None else None)
+        except PtydaskError:
+            raise
         except Exception as exc:  # fabio raises many kinds of errors for bad files
             raise SourceError(f"{path}: fabio cannot read it ({type(exc).__name__}: {exc})") from None
         if len(shape) != 2:
@@ -107,10 +162,13 @@ class FabioReader(_SequenceReader):
     def _read_file(self, path: str, first: int, last: int) -> np.ndarray:
         import fabio
 
+        check_cbf(path)
         with fabio.open(path) as img:
             if self.per_file == 1:
-                return np.asarray(img.data, dtype=self.dtype)[None]
-            return np.asarray([img.getframe(i).data for i in range(first, last)], dtype=self.dtype)
+                data = np.asarray(img.data)
+            else:
+                data = np.asarray([img.getframe(i).data for i in range(first, last)])
+        return self._checked(path, data, last - first)
 
 
 def tiff_frames(paths: list[str], block_bytes: int) -> da.Array:

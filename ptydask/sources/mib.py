@@ -12,12 +12,15 @@ lazily through a memory map of the file.
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import dask.array as da
 import numpy as np
 
 from ..errors import SourceError
 from ._lazy import FrameReader, lazy_frames
+from .base import SourceData, SourceFormat, stack_data
+from .registry import register_format
 
 PIXEL_TYPES = {"U08": ">u1", "U16": ">u2", "U32": ">u4", "U64": ">u8"}
 _PROBE_BYTES = 64
@@ -83,3 +86,22 @@ class MibReader(FrameReader):
 def mib_frames(path: str, block_bytes: int) -> da.Array:
     """Lazy ``(N, H, W)`` frames of a Merlin ``.mib`` file, native-endian unsigned integers."""
     return lazy_frames(MibReader(path), block_bytes, "mib")
+
+
+class MibFormat(SourceFormat):
+    """Merlin ``.mib`` files, recognised by their ``MQ1,`` frame header; several files are one stack."""
+
+    name = "mib"
+    suffixes = (".mib",)
+    multi_file = True
+
+    def sniff(self, path: str, head: bytes) -> bool:
+        return head.startswith(b"MQ1,")
+
+    def open(self, paths: list[str], key: Optional[str], *, outer_index: Optional[int],
+             block_bytes: int) -> SourceData:
+        arr = da.concatenate([mib_frames(p, block_bytes) for p in paths], axis=0)
+        return stack_data(arr, self.name, paths, key, outer_index)
+
+
+register_format(MibFormat)

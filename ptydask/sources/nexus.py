@@ -15,7 +15,8 @@ import re
 import h5py
 
 from ..errors import SourceError
-from .hdf5 import _link_target, _members, get_node, hdf5_guard, open_file
+from ..io.links import candidates, members
+from .hdf5 import get_node, hdf5_guard, open_file
 
 DECTRIS_DATA = re.compile(r"^data_\d{6}$")
 CONVENTIONAL = ("data", "entry/data/data", "entry/instrument/detector/data", "instrument/detector/data", "entry/data")
@@ -35,7 +36,7 @@ def _dectris_links(path: str, group: h5py.Group, prefix: str) -> list[str]:
         if name != f"data_{expected:06d}":
             break
         link = group.get(name, getlink=True)
-        if isinstance(link, h5py.ExternalLink) and not os.path.exists(_link_target(group.file.filename, link)):
+        if isinstance(link, h5py.ExternalLink) and not os.path.exists(candidates(group.file.filename, link.filename)[0]):
             if not keys:  # a series whose very first data file is missing: say so, not "no frames found"
                 raise SourceError(
                     f"{path}: {prefix + '/' if prefix else ''}{name} is an external link to {link.filename}:{link.path}, "
@@ -91,7 +92,7 @@ def find_frames(path: str, key: str | None = None) -> list[str]:
             where = f"group {key!r}" if key else "the file"
             raise SourceError(
                 f"{path}: no frames found in {where} by NeXus/DECTRIS conventions; pass key=. "
-                f"Datasets with 2+ dimensions: {', '.join(candidates) or 'none'}; top level holds: {_members(start)}"
+                f"Datasets with 2+ dimensions: {', '.join(candidates) or 'none'}; top level holds: {members(start)}"
             )
         return found
 

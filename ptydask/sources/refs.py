@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ParameterError, SourceError
 from . import hdf5
-from .formats import kind_of, open_source
+from .registry import detect, open_source
 
 REF_KEYS = ("file", "key", "indices")
 
@@ -43,9 +43,15 @@ def ref_file(name: str, spec: Mapping[str, Any], default_file: str | None) -> tu
     return path, spec.get("key")
 
 
+def format_of(path: str) -> str | None:
+    """The name of the format of ``path`` (by content, else suffix; see :func:`registry.detect`)."""
+    fmt = detect(path)
+    return None if fmt is None else fmt.name
+
+
 def is_hdf5_path(path: str) -> bool:
-    """True for HDF5 files (by suffix or signature)."""
-    return kind_of(path) == "hdf5" or (os.path.isfile(path) and h5py.is_hdf5(path))
+    """True for HDF5 files (by signature, or by suffix when the content says nothing)."""
+    return format_of(path) == "hdf5"
 
 
 def load_small(name: str, value: Any, default_file: str | None, extra: Iterable[str] = ()) -> np.ndarray:
@@ -58,7 +64,7 @@ def load_small(name: str, value: Any, default_file: str | None, extra: Iterable[
         if not key:
             raise ParameterError(f"{name}: 'key' is required to read from the HDF5 file {path}")
         return _numbers(name, np.asarray(hdf5.read_array(path, key, value.get("indices"))), f"{path}:{key}")
-    if kind_of(path) == "npy" and key is None:
+    if format_of(path) == "npy" and key is None:
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:  # object arrays are never unpickled
@@ -99,7 +105,7 @@ def load_frames_like(name: str, value: Any, default_file: str | None, outer_inde
     if is_hdf5_path(path):
         if not key:
             raise ParameterError(f"{name}: 'key' is required to read from the HDF5 file {path}")
-        rpath, rkey = hdf5.resolve_external(path, key)
+        rpath, rkey = hdf5.resolve(path, key)
         shape = hdf5.hdf5_guard(_dataset_shape)(rpath, rkey)
         if shape is None:
             raise SourceError(f"{name}: {path}: key {key!r} is a group, not a dataset")
