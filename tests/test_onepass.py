@@ -189,7 +189,35 @@ def test_not_one_pass_without_masks_or_with_a_cluster_part(tmp_path):
     assert_same_files(two, one)
 
 
-def test_interrupted_one_pass_write_leaves_nothing(tmp_path, monkeypatch):
+def test_interrupted_one_pass_write_keeps_incomplete_and_resume_gives_the_same_file(tmp_path, monkeypatch):
+    """Ctrl-C during a one-read append write keeps the ``.incomplete`` master and the blocks' partials;
+    ``resume=True`` computes only the missing blocks and writes the file of ``to_ptyd(prepare(...))``."""
+    scan, dark, flat = make_scan()
+    params = dict(shape=16, center=None, dark=dark, flat=flat, **MASKS)
+    (tmp_path / "two").mkdir()
+    two = to_ptyd(prepare(scan, **params), tmp_path / "two" / "out.ptyd", progress=False)
+    add, seen = speculative.Recorder.add, []
+
+    def interrupt_at_the_third(rec, i, partial):
+        seen.append(i)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        return add(rec, i, partial)
+
+    monkeypatch.setattr(speculative.Recorder, "add", interrupt_at_the_third)
+    out = tmp_path / "out.ptyd"
+    with pytest.warns(UserWarning, match="resume=True"), pytest.raises(KeyboardInterrupt):
+        prepare_to_ptyd(scan, out, params, progress=False)
+    assert not out.exists() and tmp_name(out).exists()
+    monkeypatch.setattr(speculative.Recorder, "add", add)
+    counted = Counted(monkeypatch)
+    prepare_to_ptyd(scan, out, params, progress=False, resume=True)
+    assert counted.recorded == 6 - 2  # the two blocks finished before the interruption are not read again
+    assert_same_files(two, out)
+    assert not list(tmp_path.glob("*.incomplete"))
+
+
+def test_interrupted_one_pass_write_in_link_mode_leaves_nothing(tmp_path, monkeypatch):
     scan, dark, flat = make_scan()
 
     def interrupt(spec):
@@ -198,8 +226,8 @@ def test_interrupted_one_pass_write_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(speculative.Speculation, "finish", interrupt)
     out = tmp_path / "out.ptyd"
     with pytest.raises(KeyboardInterrupt):
-        prepare_to_ptyd(scan, out, dict(shape=16, center=None, **MASKS), progress=False)
-    assert not out.exists() and not tmp_name(out).exists()
+        prepare_to_ptyd(scan, out, dict(shape=16, center=None, **MASKS), progress=False, save="link")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_error_in_the_final_measurement_leaves_nothing(tmp_path, monkeypatch):

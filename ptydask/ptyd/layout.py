@@ -1,4 +1,4 @@
-"""The on-disk layout of a ``.ptyd`` written by ptydask, shared by every writer (serial, MPI, distributed).
+"""The on-disk layout of a ``.ptyd`` written by ptydask, shared by every writer (serial, MPI, distributed, live).
 
 :class:`BlockWriter` knows how frames become HDF5 objects — whole-frame HDF5
 chunks, gzip (+ shuffle) compression done outside HDF5 so that it can run in
@@ -67,6 +67,10 @@ class BlockWriter:
         self.k, self.compression, self.level, self.shuffle = int(k), compression, int(level), bool(shuffle)
         self.meta, self.info = meta, info
         self._weights2d_chunk: tuple[int, bytes] | None = None  # (frames per chunk, stored bytes)
+
+    def set_weights2d(self, weights2d: np.ndarray) -> None:
+        """Replace the shared (H, W) weights (before they are written again)."""
+        self.weights2d, self._weights2d_chunk = np.asarray(weights2d), None
 
     @property
     def per_frame_weights(self) -> bool:
