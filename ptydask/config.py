@@ -10,6 +10,12 @@ read by dask when it starts). Every setting is read when it is used (:func:`get`
     ``"distributed"``: where the blocks of a write are computed, chosen once per write.
 ``ptydask.max-in-flight``
     blocks computed at once (``None``: CPU count + 1 on threads, 2 per worker on a cluster).
+``ptydask.block-bytes.ptyd``
+    bytes per Dask block when a ``.ptyd`` is opened (``open_ptyd``; 64 MiB).
+``ptydask.block-bytes.sources``
+    bytes per Dask block of a detector source (``open_frames``; 128 MiB).
+``ptydask.block-bytes.arrays``
+    bytes per Dask block of in-memory frames (``from_arrays``; 64 MiB).
 ``ptydask.map-read``
     map unfiltered frames onto the file (``True``) or read them into new arrays (``False``).
 ``ptydask.fast-read``
@@ -31,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "ptydask": {
         "runner": "auto",
         "max-in-flight": None,
+        "block-bytes": {"ptyd": 64 * 2**20, "sources": 128 * 2**20, "arrays": 64 * 2**20},
         "map-read": True,
         "fast-read": True,
     }
