@@ -26,9 +26,10 @@ from typing import Any
 import xarray as xr
 
 from .execution import Runner, resolve_runner
+from .execution.passes import fail
 from .ptyd import WriteOptions
 from .ptyd.plan import PtydPlan
-from .ptyd.writer import fail, write_scan
+from .ptyd.writer import write_scan
 from .steps import prepare
 from .steps.speculative import speculate
 

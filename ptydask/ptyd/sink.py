@@ -69,6 +69,7 @@ class PtydSink:
         self.path, self.writer = plan.path, plan.writer
         self.encoder = BlockEncoder(plan.writer, plan.ranges, plan.positions, plan.indices, plan.shape[0])
         self.master = tmp_name(self.path)
+        self.arrays, self.ranges, self.max_in_flight = plan.arrays, plan.ranges, plan.options.max_in_flight
         self.partials: dict[int, Partial] = {}
         #: ``link``: (name, bytes, process id) of the part file of each block written by this run.
         self.parts: dict[int, tuple[str, int, int]] = {}

@@ -22,54 +22,27 @@ the missing blocks; a damaged file or a different plan starts over (with a
 warning). Markers and fingerprint are removed before the final rename.
 
 The steps are those of :class:`~ptydask.ptyd.sink.PtydSink` (``open``, ``write_block``,
-``commit``, ``abort``); :func:`write_scan` drives them, optionally feeding each block of
-another array (the raw frames) to an :class:`Observer` as it goes (the one-read preparation,
-:mod:`ptydask.onepass`).
+``commit``, ``abort``); :func:`write_scan` drives them through :func:`ptydask.execution.passes.run_blocks`,
+optionally feeding each block of another array (the raw frames) to an
+:class:`~ptydask.execution.passes.Observer` as it goes (the one-read preparation, :mod:`ptydask.onepass`).
 """
 
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import dask.array as da
-import numpy as np
 import xarray as xr
 
 from ..errors import ParameterError
 from ..execution import Runner, resolve_runner
+from ..execution.passes import Observer, fail, run_blocks
 from .options import WriteOptions
 from .plan import PtydPlan
-from .sink import BlockEncoder, PtydSink
+from .sink import PtydSink
 
-__all__ = ["to_ptyd", "write_scan", "Observer"]
-
-
-class Observer(Protocol):
-    """Measures blocks of ``array`` while the sink writes the frames computed from them.
-
-    ``record(i, block)`` runs where block ``i`` was computed (pure, picklable: no state changed) and
-    returns a *partial* (a tuple of small numpy arrays or ``None``); ``add(i, partial)`` folds it in
-    this process (also for the partials a resumed run kept)."""
-
-    array: da.Array
-
-    def record(self, i: int, block: np.ndarray) -> tuple[np.ndarray | None, ...]: ...
-
-    def add(self, i: int, partial: tuple[np.ndarray | None, ...]) -> None: ...
-
-
-class _Observed:
-    """The sink's encoder on the first ``n`` blocks, the observer's ``record`` on the last (picklable)."""
-
-    def __init__(self, encoder: BlockEncoder, observer: Observer, n: int):
-        self.encoder, self.observer, self.n = encoder, observer, n
-
-    def __call__(self, i: int, blocks: tuple[np.ndarray, ...]) -> tuple[Any, Any]:
-        return self.encoder(i, blocks[: self.n]), self.observer.record(i, blocks[self.n])
+__all__ = ["to_ptyd", "write_scan"]
 
 
 def to_ptyd(
@@ -133,77 +106,12 @@ def write_scan(scan: xr.Dataset, path: Path, options: WriteOptions, *, overwrite
         if observer is not None:
             for i, partial in sorted(sink.partials.items()):
                 observer.add(i, partial)
-        _write_blocks(sink, runner, todo, observer, progress)
+        run_blocks(sink, runner, todo, observer, progress)
         if observer is None:
             sink.commit()
     except BaseException as exc:
         fail(sink, runner, exc)
         raise
     return sink
-
-
-def fail(sink: PtydSink, runner: Runner, exc: BaseException) -> None:
-    """After ``exc``: wait for the runner's tasks, remove what was written, or (Ctrl-C in an
-    ``append`` write) keep the ``.incomplete`` master and say how to resume it."""
-    runner.wait_idle()  # part writes still under way must not create files after the clean-up
-    kept = sink.abort(keep=isinstance(exc, KeyboardInterrupt))
-    if kept is not None:
-        warnings.warn(f"interrupted: the finished chunk groups are kept in {kept}; "
-                      "run again with resume=True (CLI: --resume) to complete it", stacklevel=3)
-
-
-def _write_blocks(sink: PtydSink, runner: Runner, todo: Iterable[int], observer: Observer | None,
-                  progress: bool | None) -> None:
-    todo = list(todo)
-    arrays = sink.plan.arrays
-    post: Any = sink.encoder
-    if observer is not None:
-        post = _Observed(sink.encoder, observer, len(arrays))
-        raw = observer.array
-        arrays = arrays + [raw.rechunk((sink.plan.data.chunks[0],) + raw.shape[1:])]
-    total = len(sink.plan.ranges)
-    bar = _progress_bar(total, progress, sink.path.name, initial=total - len(todo))
-    blocks = runner.iter_blocks(arrays, blocks=todo, max_in_flight=sink.plan.options.max_in_flight, post=post)
-    try:
-        for i, out in blocks:
-            partial = None
-            if observer is not None:
-                out, partial = out
-                observer.add(i, partial)
-            sink.write_block(i, out, partial)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        blocks.close()
-        if bar is not None:
-            bar.close()
-
-
-def _progress_bar(total: int, progress: bool | None, desc: str, initial: int = 0):
-    """A tqdm bar counting written blocks, or ``None`` (also when tqdm is not installed).
-
-    ``progress=None`` shows one only when someone watches: stderr is a terminal,
-    or the code runs in a Jupyter kernel (a widget with ipywidgets, else a text
-    bar, never tqdm's "IProgress not found" warning). Scripts, pipes, batch jobs
-    and CI logs get none.
-    """
-    import sys
-    from importlib.util import find_spec
-
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if hasattr(ipython, "get_ipython") else None
-    in_kernel = getattr(shell, "kernel", None) is not None
-    if progress is None:
-        progress = in_kernel or bool(sys.stderr is not None and sys.stderr.isatty())
-    if not progress:
-        return None
-    try:
-        if in_kernel and find_spec("ipywidgets") is not None:
-            from tqdm.notebook import tqdm
-        else:
-            from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, desc=f"writing {desc}", unit="block")
 
 
