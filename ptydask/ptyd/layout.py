@@ -171,13 +171,14 @@ class BlockWriter:
     def write_payload(self, grp: h5py.Group, offset: int, payload: dict[str, Any]) -> None:
         """Frames of ``payload`` (from :meth:`encode_payload`) at ``offset`` of the group's datasets."""
         n = payload["n"]
-        self._write_frames(grp["data"], offset, n, payload["data"])
+        self.write_frames(grp["data"], offset, n, payload["data"])
         if self.per_frame_weights:
-            self._write_frames(grp["weights"], offset, n, payload["weights"])
+            self.write_frames(grp["weights"], offset, n, payload["weights"])
         else:
             self.write_weights2d(grp["weights"], offset, n)
 
-    def _write_frames(self, ds: h5py.Dataset, offset: int, n: int, payload: Any) -> None:
+    def write_frames(self, ds: h5py.Dataset, offset: int, n: int, payload: Any) -> None:
+        """Frames ``offset:offset + n`` of ``ds`` from an encoded ``payload`` entry (chunk bytes or an array)."""
         if isinstance(payload, np.ndarray):
             ds.write_direct(np.ascontiguousarray(payload), dest_sel=np.s_[offset : offset + n])
             return
