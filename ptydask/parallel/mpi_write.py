@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .. import config
 from ..blocks import iter_blocks
 from ..errors import OutputError, ParameterError
 from ..ptyd.layout import BlockWriter, finalize, remove, tmp_name
@@ -66,12 +67,12 @@ def to_ptyd_mpi(
     ``"link"`` (every rank writes its own part files) or ``"append"`` (rank 0
     writes everything it receives). The other options are ``to_ptyd``'s
     (:class:`~ptydask.ptyd.WriteOptions`); ``max_in_flight``: blocks each rank computes
-    at once (``None``: 2). Returns the master path.
+    at once (``None``: the ``ptydask.max-in-flight`` setting, else 2). Returns the master path.
     """
     if save not in ("link", "append"):
         raise ParameterError(f"save: to_ptyd_mpi writes 'link' or 'append', got {save!r}")
     opts = WriteOptions.of(options, save=save, chunk_format=chunk_format, **write)
-    max_in_flight = opts.max_in_flight or 2
+    max_in_flight = opts.max_in_flight or config.get("max-in-flight") or 2
     check_load_parallel(load_parallel)
     path = Path(os.path.abspath(path))
     local = scan if is_local(scan) else split_scan(scan, comm, load_parallel)

@@ -8,10 +8,12 @@ the :class:`~ptydask.ptyd.layout.BlockWriter` of the file. It also identifies it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,6 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from .. import __name__ as _pkg
 from ..blocks import block_ranges
 from ..errors import GeometryError, ScanError
 from ..scan import meta_of, validate_scan
@@ -76,7 +77,7 @@ class PtydPlan:
         k = min(o.frames_per_hdf5_chunk, n)
         info = documentable({
             **(scan.attrs.get("info") or {}),
-            "writer": f"{_pkg} {_version()}",
+            "writer": f"{_PKG} {_version()}",
             "save": o.save,
             "chunk_format": o.chunk_format,
             "dfile": self.path.name,
@@ -172,7 +173,14 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _version() -> str:
-    from .. import __version__
+#: The distribution whose name and version document every file written.
+_PKG = __name__.split(".")[0]
 
-    return __version__
+
+@functools.lru_cache(maxsize=1)
+def _version() -> str:
+    """The installed version of ptydask (its package metadata: pyproject.toml's ``version``)."""
+    try:
+        return metadata.version(_PKG)
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
