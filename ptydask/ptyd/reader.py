@@ -85,7 +85,7 @@ def _frame_range(key: Any, shape: tuple[int, ...]) -> tuple[int, int] | None:
 
 def _read_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:
     """Frames ``start:stop``: unfiltered storage mapped onto the file (copy-on-write, as the HDF5
-    source does; ``PTYDASK_MAP_READ=0``: plain parallel file reads), compressed whole-frame chunks
+    source does; setting ``ptydask.map-read`` False: plain parallel file reads), compressed whole-frame chunks
     decoded in the thread pool (both bit for bit h5py's values), anything else by h5py."""
     stored = _fastread.stored_runs(ds)
     if stored is not None:

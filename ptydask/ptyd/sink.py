@@ -253,7 +253,7 @@ class PtydSink:
         (and the partials) for ``resume``. Returns the kept master or ``None``."""
         self._close()
         kept = self.master if keep and self.plan.save == "append" and self.master.exists() else None
-        for p in self._files:
+        for p in set(self._files) | {partials_name(self.path)}:
             if kept is None or p not in (kept, partials_name(self.path)):
                 remove(p)
         self._files = []
