@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..packages import AttrDict
+from ..ptyd.options import SAVE_MODES as WRITE_MODES
 from ..steps.geometry import Orientation
 
 #: ``prepare`` keywords a PtyScan passes on besides the ``scan.data`` parameters.
@@ -20,7 +21,7 @@ PREPARE_OPTIONS = ("padding", "hot_pixels", "dead_pixels", "saturation", "mask",
 
 WAIT = "msg1"
 EOS = "msgEOS"
-SAVE_MODES = (None, "append", "link", "merge")
+SAVE_MODES = (None, *WRITE_MODES)  # None: no .ptyd is written
 LOAD_PARALLEL = ("data", "common", "all", None, "none")
 
 
