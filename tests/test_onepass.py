@@ -256,3 +256,25 @@ def test_tree_fold_in_any_order_equals_the_lazy_tree(n, split_every, seed):
     for i in rng.permutation(n):
         fold.add(int(i), parts[i])
     assert np.array_equal(fold.result, expected)
+
+
+def _counting(block, block_info=None, *, seen):
+    seen.append(block_info[0]["chunk-location"][0])
+    return block
+
+
+@pytest.mark.parametrize("save", ["append", "link"])
+def test_the_raw_frames_are_read_once(tmp_path, save):
+    """Every raw block is computed once for the write (the first one once more, for the guess), never
+    once for the prepared frames and again for the reductions (the two-step way computes each twice)."""
+    scan, dark, flat = make_scan()
+    seen: list[int] = []
+    counted = scan.copy()
+    counted["data"] = (("frame", "y", "x"), scan["data"].data.map_blocks(_counting, dtype=scan["data"].dtype,
+                                                                          seen=seen))
+    params = dict(shape=16, center=None, dark=dark, flat=flat, **MASKS)
+    prepare_to_ptyd(counted, tmp_path / "one.ptyd", params, progress=False, save=save)
+    assert sorted(seen) == [0, 0, 1, 2, 3, 4, 5]
+    seen.clear()
+    to_ptyd(prepare(counted, **params), tmp_path / "two.ptyd", progress=False, save=save)
+    assert all(seen.count(i) >= 2 for i in range(6))  # once to measure, once to write
