@@ -181,3 +181,38 @@ def test_the_runner_setting_wins_over_a_default_client(client, raw, tmp_path):
     assert after == before
     ref = to_ptyd(scan, tmp_path / "ref.ptyd", progress=False, runner="threads")
     _assert_same(_stored(tmp_path / "local.ptyd"), _stored(ref))
+
+
+def test_ctrl_c_on_the_cluster_keeps_incomplete_and_resume_finishes(client, raw, tmp_path, monkeypatch):
+    """An interrupted append write on a distributed runner keeps its finished chunk groups; ``resume=True``
+    on the cluster computes the others and writes the file the threads write."""
+    from ptydask.execution import DistributedRunner
+    from ptydask.ptyd.layout import tmp_name
+    from ptydask.ptyd.sink import PtydSink
+
+    scan = prepare(open_raw(raw), **PREPARE)
+    ref = to_ptyd(scan, tmp_path / "threads.ptyd", progress=False, runner="threads")
+    write_block, written = PtydSink.write_block, []
+
+    def interrupt_at_the_second(sink, i, encoded, partial=None):
+        if len(written) == 1:
+            raise KeyboardInterrupt
+        written.append(i)
+        return write_block(sink, i, encoded, partial)
+
+    monkeypatch.setattr(PtydSink, "write_block", interrupt_at_the_second)
+    out = tmp_path / "cluster.ptyd"
+    with pytest.warns(UserWarning, match="resume=True"), pytest.raises(KeyboardInterrupt):
+        to_ptyd(scan, out, progress=False, runner=DistributedRunner(client))
+    assert tmp_name(out).exists() and not out.exists()
+    again: list[int] = []
+
+    def counted(sink, i, encoded, partial=None):
+        again.append(i)
+        return write_block(sink, i, encoded, partial)
+
+    monkeypatch.setattr(PtydSink, "write_block", counted)
+    to_ptyd(scan, out, progress=False, resume=True, runner=DistributedRunner(client))
+    assert sorted(again + written) == list(range(len(scan["data"].data.chunks[0])))  # each block once
+    _assert_same(_stored(out), _stored(ref))
+    assert not list(tmp_path.glob("*.incomplete"))
