@@ -4,7 +4,7 @@ Sinks (the ``.ptyd`` writer, the package iterator) need the frames of one block
 as numpy arrays, block after block, never the whole scan. ``iter_blocks``
 optimises the graph once, then computes each block's culled sub-graph with at
 most ``max_in_flight`` blocks under way: in a thread pool by default, or on the
-active ``distributed`` client when there is one.
+``distributed`` client passed in (see :mod:`ptydask.execution`, which chooses).
 """
 
 from __future__ import annotations
@@ -16,28 +16,14 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
+from dask.core import flatten
+from dask.highlevelgraph import HighLevelGraph
 from dask.local import get_sync
 from dask.optimization import cull
 
 from . import buffers
-
-
-def active_client() -> Any:
-    """The ``distributed.Client`` Dask would use now, or ``None``."""
-    try:
-        from distributed import default_client
-    except ImportError:  # pragma: no cover - distributed is a core dependency
-        return None
-    scheduler = dask.config.get("scheduler", None)
-    if scheduler not in (None, "dask.distributed", "distributed"):
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
 
 
 def block_ranges(chunks: Sequence[int]) -> list[tuple[int, int]]:
@@ -55,6 +41,7 @@ def iter_blocks(
     blocks: Sequence[int] | None = None,
     max_in_flight: int | None = None,
     post: Callable[[int, tuple[np.ndarray, ...]], Any] | None = None,
+    client: Any = None,
 ) -> Iterator[tuple[int, Any]]:
     """Yield ``(block_index, result)`` as blocks finish, in completion order.
 
@@ -65,7 +52,8 @@ def iter_blocks(
     off the main thread). ``blocks`` selects which block indices to compute
     (default: all). At most ``max_in_flight`` blocks (default: CPU count + 1, so that
     every CPU computes while the consumer takes a result) are computed, waiting
-    or being consumed at any time, on at most one thread per CPU.
+    or being consumed at any time, on at most one thread per CPU. ``client``: a ``distributed.Client``
+    whose workers compute the blocks (and run ``post``) instead of this process's threads.
     """
     if not arrays:
         return
@@ -76,16 +64,12 @@ def iter_blocks(
     todo = list(range(len(chunks0))) if blocks is None else list(blocks)
     if not todo:
         return
-    optimized = dask.optimize(*arrays)
-    graph: dict = {}
-    for a in optimized:
-        graph.update(a.__dask_graph__())
-    names = [a.name for a in optimized]
+    graph = _optimized(arrays)
+    names = [a.name for a in arrays]
 
     def keys_of(i: int) -> list:
-        return [(name, i) + (0,) * (a.ndim - 1) for name, a in zip(names, optimized)]
+        return [(name, i) + (0,) * (a.ndim - 1) for name, a in zip(names, arrays)]
 
-    client = active_client()
     if client is not None:
         yield from _iter_distributed(client, graph, todo, keys_of, max_in_flight, post)
         return
@@ -99,6 +83,16 @@ def iter_blocks(
 
     with buffers.reuse(keep=workers), _older_objects_frozen():
         yield from _bounded(todo, workers, min(workers, os.cpu_count() or 1), run)
+
+
+def _optimized(arrays: Sequence[da.Array]) -> dict:
+    """The merged graph of ``arrays``, optimised once with every array's keys kept: a task whose
+    result is one of the arrays (e.g. the raw frames beside the frames prepared from them) is
+    computed once, never fused into its dependents' tasks (``dask.optimize`` optimises each
+    collection alone, which would compute it twice)."""
+    merged = HighLevelGraph.merge(*(a.__dask_graph__() for a in arrays))
+    keys = list(flatten([a.__dask_keys__() for a in arrays]))
+    return dict(da.Array.__dask_optimize__(merged, keys))
 
 
 @contextlib.contextmanager

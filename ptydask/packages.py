@@ -24,8 +24,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .blocks import block_ranges, iter_blocks
+from .blocks import block_ranges
 from .errors import ParameterError
+from .execution import Runner, resolve_runner
 from .parallel.split import FrameSplitter
 from .scan import meta_of, validate_scan
 
@@ -123,14 +124,17 @@ def _frame_arrays(scan: xr.Dataset) -> tuple[da.Array, Optional[da.Array], Optio
 
 
 def own_blocks(arrays: Sequence[da.Array], ranges: Sequence[tuple[int, int]], *,
-               max_in_flight: Optional[int] = None) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
+               max_in_flight: Optional[int] = None,
+               runner: Runner | str | None = None) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
     """Yield ``(k, blocks)`` for the frame ranges ``ranges`` of ``arrays``, in order.
 
     Only the tasks the ranges need are computed; at most ``max_in_flight``
-    ranges (default 4) are under way or buffered at any time.
+    ranges (default 4) are under way or buffered at any time, on ``runner``
+    (see :func:`ptydask.execution.resolve_runner`).
     """
     if not ranges:
         return
+    runner = resolve_runner(runner)
     sizes = [b - a for a, b in ranges]
     picked = []
     for arr in arrays:
@@ -140,7 +144,7 @@ def own_blocks(arrays: Sequence[da.Array], ranges: Sequence[tuple[int, int]], *,
     for first in range(0, len(ranges), window):
         todo = [k for k in range(first, min(len(ranges), first + window)) if sizes[k] > 0]
         done: dict[int, tuple[np.ndarray, ...]] = {}
-        for k, result in iter_blocks(picked, blocks=todo, max_in_flight=window):
+        for k, result in runner.iter_blocks(picked, blocks=todo, max_in_flight=window):
             done[k] = result
         for k in range(first, min(len(ranges), first + window)):
             if sizes[k] == 0:
@@ -150,7 +154,7 @@ def own_blocks(arrays: Sequence[da.Array], ranges: Sequence[tuple[int, int]], *,
 
 
 def packages(scan: xr.Dataset, frames: Optional[int] = None, comm: Any = None, *,
-             max_in_flight: Optional[int] = None) -> Iterator[dict[str, Any]]:
+             max_in_flight: Optional[int] = None, runner: Runner | str | None = None) -> Iterator[dict[str, Any]]:
     """Yield ptypy data packages of ``scan``, one per chunk, computing frames block by block.
 
     Parameters
@@ -161,10 +165,13 @@ def packages(scan: xr.Dataset, frames: Optional[int] = None, comm: Any = None, *
         ``weights`` for its own frames only (ptypy's split, state kept across chunks)
         and computes only those. ``None`` = one process holding every frame.
     max_in_flight : blocks computed at once.
+    runner : where the blocks are computed (:func:`ptydask.execution.resolve_runner`; default: the
+        ``ptydask.runner`` setting).
 
     ``chunk.num`` counts packages from 0; ``common`` is the same object in every package.
     """
     scan = validate_scan(scan)
+    runner = resolve_runner(runner)
     rank, size = rank_and_size(comm)
     data, w3, w2 = _frame_arrays(scan)
     n = int(data.shape[0])
@@ -179,7 +186,7 @@ def packages(scan: xr.Dataset, frames: Optional[int] = None, comm: Any = None, *
         own.append((mine[0], mine[-1] + 1) if mine else (a, a))
     common = common_of(scan)
     arrays = [data] + ([w3] if w3 is not None else [])
-    for k, blocks in own_blocks(arrays, own, max_in_flight=max_in_flight):
+    for k, blocks in own_blocks(arrays, own, max_in_flight=max_in_flight, runner=runner):
         (a, b), (s, e) = chunks[k], own[k]
         node = [int(i) for i in indices[s:e]]
         frames_d = {i: blocks[0][j] for j, i in enumerate(node)}

@@ -145,3 +145,74 @@ def test_append_streams_a_large_scan_with_bounded_client_memory(client, tmp_path
         last = f["chunks"][str(blocks - 1)]["data"]
         assert int(last[-1, 0, 0]) == (n - 1) % 65521 and last.shape == (frames_per_block, h, w)
     print(f"client RSS grew by {grown / 2**20:.0f} MiB while streaming {scan_bytes / 2**20:.0f} MiB")
+
+
+ONE_READ = dict(shape=16, center=None, hot_pixels=6.0, dead_pixels=True)
+
+
+@pytest.mark.parametrize("save", ["append", "link"])
+def test_one_read_on_the_cluster_equals_the_two_step_file(client, raw, tmp_path, save):
+    """``prepare_to_ptyd`` on a distributed runner: the raw blocks are measured on the workers while they
+    are written, and the file equals ``to_ptyd(prepare(...))`` on threads, stored byte for byte."""
+    from ptydask import prepare_to_ptyd
+    from ptydask.execution import DistributedRunner
+    from ptydask.steps import speculative
+
+    scan = open_raw(raw)
+    ref = to_ptyd(prepare(scan, **ONE_READ), tmp_path / "threads.ptyd", save=save, progress=False,
+                  runner="threads")
+    assert speculative.speculate(scan, **ONE_READ) is not None  # a one-read case
+    before = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+    prepare_to_ptyd(scan, tmp_path / "cluster.ptyd", ONE_READ, save=save, progress=False,
+                    runner=DistributedRunner(client))
+    after = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+    assert after > before
+    _assert_same(_stored(tmp_path / "cluster.ptyd"), _stored(ref))
+    assert not list(tmp_path.glob("*.incomplete"))
+
+
+def test_the_runner_setting_wins_over_a_default_client(client, raw, tmp_path):
+    """``ptydask.runner = "threads"``: a write runs in this process even while a default client exists."""
+    scan = open_raw(raw)
+    with client.as_current(), dask.config.set({"ptydask.runner": "threads"}):
+        before = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+        to_ptyd(scan, tmp_path / "local.ptyd", progress=False)
+        after = sum(client.run(lambda dask_worker: dask_worker.state.executed_count).values())
+    assert after == before
+    ref = to_ptyd(scan, tmp_path / "ref.ptyd", progress=False, runner="threads")
+    _assert_same(_stored(tmp_path / "local.ptyd"), _stored(ref))
+
+
+def test_ctrl_c_on_the_cluster_keeps_incomplete_and_resume_finishes(client, raw, tmp_path, monkeypatch):
+    """An interrupted append write on a distributed runner keeps its finished chunk groups; ``resume=True``
+    on the cluster computes the others and writes the file the threads write."""
+    from ptydask.execution import DistributedRunner
+    from ptydask.ptyd.layout import tmp_name
+    from ptydask.ptyd.sink import PtydSink
+
+    scan = prepare(open_raw(raw), **PREPARE)
+    ref = to_ptyd(scan, tmp_path / "threads.ptyd", progress=False, runner="threads")
+    write_block, written = PtydSink.write_block, []
+
+    def interrupt_at_the_second(sink, i, encoded, partial=None):
+        if len(written) == 1:
+            raise KeyboardInterrupt
+        written.append(i)
+        return write_block(sink, i, encoded, partial)
+
+    monkeypatch.setattr(PtydSink, "write_block", interrupt_at_the_second)
+    out = tmp_path / "cluster.ptyd"
+    with pytest.warns(UserWarning, match="resume=True"), pytest.raises(KeyboardInterrupt):
+        to_ptyd(scan, out, progress=False, runner=DistributedRunner(client))
+    assert tmp_name(out).exists() and not out.exists()
+    again: list[int] = []
+
+    def counted(sink, i, encoded, partial=None):
+        again.append(i)
+        return write_block(sink, i, encoded, partial)
+
+    monkeypatch.setattr(PtydSink, "write_block", counted)
+    to_ptyd(scan, out, progress=False, resume=True, runner=DistributedRunner(client))
+    assert sorted(again + written) == list(range(len(scan["data"].data.chunks[0])))  # each block once
+    _assert_same(_stored(out), _stored(ref))
+    assert not list(tmp_path.glob("*.incomplete"))

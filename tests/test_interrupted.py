@@ -55,6 +55,7 @@ ZYGOTE = SHARED + textwrap.dedent('''
     import dask.array as da
     import ptydask
     from ptydask.ptyd import writer
+    from ptydask.execution import passes
 
     def child(cfg, w):
         point = cfg["point"]
@@ -94,7 +95,7 @@ ZYGOTE = SHARED + textwrap.dedent('''
                 counted("block")  # a block completely written (group complete / part linked)
             def close(self):
                 pass
-        writer._progress_bar = lambda *a, **k: Bar()
+        passes.progress_bar = lambda *a, **k: Bar()
 
         orig_replace = os.replace
         def replace(src, dst):

@@ -189,7 +189,35 @@ def test_not_one_pass_without_masks_or_with_a_cluster_part(tmp_path):
     assert_same_files(two, one)
 
 
-def test_interrupted_one_pass_write_leaves_nothing(tmp_path, monkeypatch):
+def test_interrupted_one_pass_write_keeps_incomplete_and_resume_gives_the_same_file(tmp_path, monkeypatch):
+    """Ctrl-C during a one-read append write keeps the ``.incomplete`` master and the blocks' partials;
+    ``resume=True`` computes only the missing blocks and writes the file of ``to_ptyd(prepare(...))``."""
+    scan, dark, flat = make_scan()
+    params = dict(shape=16, center=None, dark=dark, flat=flat, **MASKS)
+    (tmp_path / "two").mkdir()
+    two = to_ptyd(prepare(scan, **params), tmp_path / "two" / "out.ptyd", progress=False)
+    add, seen = speculative.Recorder.add, []
+
+    def interrupt_at_the_third(rec, i, partial):
+        seen.append(i)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        return add(rec, i, partial)
+
+    monkeypatch.setattr(speculative.Recorder, "add", interrupt_at_the_third)
+    out = tmp_path / "out.ptyd"
+    with pytest.warns(UserWarning, match="resume=True"), pytest.raises(KeyboardInterrupt):
+        prepare_to_ptyd(scan, out, params, progress=False)
+    assert not out.exists() and tmp_name(out).exists()
+    monkeypatch.setattr(speculative.Recorder, "add", add)
+    counted = Counted(monkeypatch)
+    prepare_to_ptyd(scan, out, params, progress=False, resume=True)
+    assert counted.recorded == 6 - 2  # the two blocks finished before the interruption are not read again
+    assert_same_files(two, out)
+    assert not list(tmp_path.glob("*.incomplete"))
+
+
+def test_interrupted_one_pass_write_in_link_mode_leaves_nothing(tmp_path, monkeypatch):
     scan, dark, flat = make_scan()
 
     def interrupt(spec):
@@ -198,8 +226,8 @@ def test_interrupted_one_pass_write_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(speculative.Speculation, "finish", interrupt)
     out = tmp_path / "out.ptyd"
     with pytest.raises(KeyboardInterrupt):
-        prepare_to_ptyd(scan, out, dict(shape=16, center=None, **MASKS), progress=False)
-    assert not out.exists() and not tmp_name(out).exists()
+        prepare_to_ptyd(scan, out, dict(shape=16, center=None, **MASKS), progress=False, save="link")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_error_in_the_final_measurement_leaves_nothing(tmp_path, monkeypatch):
@@ -228,3 +256,25 @@ def test_tree_fold_in_any_order_equals_the_lazy_tree(n, split_every, seed):
     for i in rng.permutation(n):
         fold.add(int(i), parts[i])
     assert np.array_equal(fold.result, expected)
+
+
+def _counting(block, block_info=None, *, seen):
+    seen.append(block_info[0]["chunk-location"][0])
+    return block
+
+
+@pytest.mark.parametrize("save", ["append", "link"])
+def test_the_raw_frames_are_read_once(tmp_path, save):
+    """Every raw block is computed once for the write (the first one once more, for the guess), never
+    once for the prepared frames and again for the reductions (the two-step way computes each twice)."""
+    scan, dark, flat = make_scan()
+    seen: list[int] = []
+    counted = scan.copy()
+    counted["data"] = (("frame", "y", "x"), scan["data"].data.map_blocks(_counting, dtype=scan["data"].dtype,
+                                                                          seen=seen))
+    params = dict(shape=16, center=None, dark=dark, flat=flat, **MASKS)
+    prepare_to_ptyd(counted, tmp_path / "one.ptyd", params, progress=False, save=save)
+    assert sorted(seen) == [0, 0, 1, 2, 3, 4, 5]
+    seen.clear()
+    to_ptyd(prepare(counted, **params), tmp_path / "two.ptyd", progress=False, save=save)
+    assert all(seen.count(i) >= 2 for i in range(6))  # once to measure, once to write

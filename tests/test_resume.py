@@ -22,7 +22,7 @@ import pytest
 
 import ptydask
 from ptydask.cli import main
-from ptydask.ptyd.writer import COMPLETE_ATTR, FINGERPRINT_ATTR
+from ptydask.ptyd.plan import COMPLETE_ATTR, FINGERPRINT_ATTR
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("PTYDASK_SHARED", REPO.parent / "shared")) / "fixtures" / "ptypy"
@@ -227,7 +227,7 @@ def test_resume_only_for_append(tmp_path: Path) -> None:
 CLI_CHILD = textwrap.dedent(
     """
     import os, sys
-    import ptydask.ptyd.writer as writer
+    import ptydask.execution.runner as writer
 
     original, stop = writer.iter_blocks, int(sys.argv[1])
 

@@ -20,10 +20,15 @@ value            combination                                                   i
 
 :func:`prepare_mpi` runs ``prepare`` on a rank's part with these combined
 values, through its ``combine`` hook.
+
+Two reads under MPI: the one-read pipeline (:func:`ptydask.prepare_to_ptyd`) folds the
+partials in the one process that writes, but an MPI write (:func:`~ptydask.parallel.to_ptyd_mpi`)
+has no such process for ``link`` parts, so the ranks combine the measurements first and write after.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -32,6 +37,8 @@ import xarray as xr
 from ..errors import ParameterError
 from ..steps.reductions import Combine
 from .mpi import PARALLEL_ATTR, is_local, local_pieces
+
+log = logging.getLogger(__name__)
 
 def combine_measurements(comm: Any, local: xr.Dataset) -> Combine:
     """A function that turns one rank's computed reduction values into the global ones (collective).
@@ -79,9 +86,12 @@ def prepare_mpi(local: xr.Dataset, comm: Any, **params: Any) -> xr.Dataset:
     shape (N, H, W) for the whole scan) are cut to the rank's frames.
     Not supported under MPI (ParameterError): ``num_frames`` (select frames
     before splitting) and monitor normalisation (its mean/std over all frames
-    need a hook in ``steps.inputs``).
+    need a hook in ``steps.inputs``). Reads the raw frames twice (the ranks measure, then write:
+    see the module docstring); ``ptydask.prepare_to_ptyd`` reads them once on threads or a cluster.
     """
     from ..steps import prepare
+
+    log.info("prepare_mpi: two reads of the raw frames (ranks combine the measurements before any writes)")
 
     if not is_local(local):
         raise ParameterError("prepare_mpi: expects one rank's part of a Scan, from ptydask.parallel.split_scan")

@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from .. import config
 from ..blocks import iter_blocks
 from ..errors import OutputError, ParameterError
-from ..ptyd.writer import _check_output
+from ..ptyd.layout import BlockWriter, finalize, remove, tmp_name
+from ..ptyd.options import WriteOptions, check_output
+from ..ptyd.plan import PtydPlan
 from .mpi import PARALLEL_ATTR, check_load_parallel, is_local, local_pieces, ordered, split_scan
-from ..ptyd.layout import BlockWriter, finalize, tmp_name
-from .parts import make_writer, remove_all
 from .plan import Piece
 
 TAG_APPEND = 31
@@ -51,15 +52,12 @@ def to_ptyd_mpi(
     path: str | os.PathLike,
     comm: Any,
     save: str = "link",
-    chunk_format: str = ".chunk%02d",
+    chunk_format: str | None = None,
     overwrite: bool = False,
     *,
     load_parallel: str | None = "data",
-    compression: str | None = "gzip",
-    compression_level: int = 1,
-    shuffle: bool = True,
-    frames_per_hdf5_chunk: int = 1,
-    max_in_flight: int | None = 2,
+    options: WriteOptions | None = None,
+    **write: Any,
 ) -> Path:
     """Write ``scan`` to ``path`` from every rank of ``comm`` (collective).
 
@@ -67,11 +65,14 @@ def to_ptyd_mpi(
     :func:`~ptydask.parallel.mpi.split_scan` and ``load_parallel``), or each
     rank's part from ``split_scan`` (possibly prepared since). ``save``:
     ``"link"`` (every rank writes its own part files) or ``"append"`` (rank 0
-    writes everything it receives). Other parameters as ``to_ptyd``;
-    ``max_in_flight``: blocks each rank computes at once. Returns the master path.
+    writes everything it receives). The other options are ``to_ptyd``'s
+    (:class:`~ptydask.ptyd.WriteOptions`); ``max_in_flight``: blocks each rank computes
+    at once (``None``: the ``ptydask.max-in-flight`` setting, else 2). Returns the master path.
     """
     if save not in ("link", "append"):
         raise ParameterError(f"save: to_ptyd_mpi writes 'link' or 'append', got {save!r}")
+    opts = WriteOptions.of(options, save=save, chunk_format=chunk_format, **write)
+    max_in_flight = opts.max_in_flight or config.get("max-in-flight") or 2
     check_load_parallel(load_parallel)
     path = Path(os.path.abspath(path))
     local = scan if is_local(scan) else split_scan(scan, comm, load_parallel)
@@ -80,9 +81,7 @@ def to_ptyd_mpi(
         rank, ranks = comm.Get_rank(), comm.Get_size()
         if local.attrs[PARALLEL_ATTR]["ranks"] != ranks:
             raise ParameterError(f"the scan was split for {local.attrs[PARALLEL_ATTR]['ranks']} ranks, comm has {ranks}")
-        opts = dict(compression=compression, compression_level=compression_level, shuffle=shuffle,
-                    frames_per_hdf5_chunk=frames_per_hdf5_chunk)
-        writer = _shared_writer(local, path, save, chunk_format, opts, overwrite, comm)
+        writer = _shared_writer(local, path, opts, overwrite, comm)
         everyone = local_pieces(local, everyone=True)
         mine = [p for p in everyone if p.rank == rank]
         if save == "link":
@@ -97,16 +96,15 @@ def to_ptyd_mpi(
 # --------------------------------------------------------------------------- set-up
 
 
-def _shared_writer(local: xr.Dataset, path: Path, save: str, chunk_format: str, opts: dict[str, Any],
-                   overwrite: bool, comm: Any) -> BlockWriter:
+def _shared_writer(local: xr.Dataset, path: Path, opts: WriteOptions, overwrite: bool, comm: Any) -> BlockWriter:
     """The same BlockWriter on every rank; a check that fails anywhere fails everywhere."""
     has = local.sizes["frame"] > 0
     writer, error = None, None
     try:
         if comm.Get_rank() == 0:
-            _check_output(path, overwrite)
+            check_output(path, overwrite)
         if has:
-            writer = make_writer(local, path, save, chunk_format, **opts)
+            writer = PtydPlan(local, path, opts).writer
     except Exception as exc:  # noqa: BLE001 - re-raised below on every rank
         error = exc
     flags = comm.allgather((None if error is None else f"{type(error).__name__}: {error}", has))
@@ -152,6 +150,12 @@ def _small(local: xr.Dataset, mine: list[Piece]) -> dict[int, tuple[np.ndarray, 
     return out
 
 
+def _remove_all(paths: list[Path]) -> None:
+    """Delete ``paths`` that exist (clean-up after a failure)."""
+    for p in paths:
+        remove(Path(p))
+
+
 # --------------------------------------------------------------------------- link
 
 
@@ -187,7 +191,7 @@ def _write_link(local, writer: BlockWriter, everyone: list[Piece], mine: list[Pi
                 error = exc
                 errors[0] = f"{type(exc).__name__}: {exc}"
         if any(errors):
-            remove_all(files)
+            _remove_all(files)
         outcome = errors
     errors = comm.bcast(outcome, root=0)
     _raise_if_any(comm, error, errors)
@@ -295,7 +299,7 @@ def _receive_and_write(local, writer, everyone, mine, small, block_frames, comm,
         except Exception as exc:  # noqa: BLE001
             fail(exc)
     if error is not None:
-        remove_all([master])
+        _remove_all([master])
         if not isinstance(error, ParallelWriteError):
             errors[0] = f"{type(error).__name__}: {error}"
     comm.bcast((errors, bool(aborts)), root=0)

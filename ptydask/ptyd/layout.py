@@ -1,4 +1,4 @@
-"""The on-disk layout of a ``.ptyd`` written by ptydask, shared by every writer (serial, MPI, distributed).
+"""The on-disk layout of a ``.ptyd`` written by ptydask, shared by every writer (serial, MPI, distributed, live).
 
 :class:`BlockWriter` knows how frames become HDF5 objects — whole-frame HDF5
 chunks, gzip (+ shuffle) compression done outside HDF5 so that it can run in
@@ -67,6 +67,10 @@ class BlockWriter:
         self.k, self.compression, self.level, self.shuffle = int(k), compression, int(level), bool(shuffle)
         self.meta, self.info = meta, info
         self._weights2d_chunk: tuple[int, bytes] | None = None  # (frames per chunk, stored bytes)
+
+    def set_weights2d(self, weights2d: np.ndarray) -> None:
+        """Replace the shared (H, W) weights (before they are written again)."""
+        self.weights2d, self._weights2d_chunk = np.asarray(weights2d), None
 
     @property
     def per_frame_weights(self) -> bool:
@@ -167,13 +171,14 @@ class BlockWriter:
     def write_payload(self, grp: h5py.Group, offset: int, payload: dict[str, Any]) -> None:
         """Frames of ``payload`` (from :meth:`encode_payload`) at ``offset`` of the group's datasets."""
         n = payload["n"]
-        self._write_frames(grp["data"], offset, n, payload["data"])
+        self.write_frames(grp["data"], offset, n, payload["data"])
         if self.per_frame_weights:
-            self._write_frames(grp["weights"], offset, n, payload["weights"])
+            self.write_frames(grp["weights"], offset, n, payload["weights"])
         else:
             self.write_weights2d(grp["weights"], offset, n)
 
-    def _write_frames(self, ds: h5py.Dataset, offset: int, n: int, payload: Any) -> None:
+    def write_frames(self, ds: h5py.Dataset, offset: int, n: int, payload: Any) -> None:
+        """Frames ``offset:offset + n`` of ``ds`` from an encoded ``payload`` entry (chunk bytes or an array)."""
         if isinstance(payload, np.ndarray):
             ds.write_direct(np.ascontiguousarray(payload), dest_sel=np.s_[offset : offset + n])
             return

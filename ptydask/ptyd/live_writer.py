@@ -33,7 +33,8 @@ from ..errors import OutputError, OutputExistsError, ScanError
 from ..scan import META_KEYS
 from .h5rw import set_root_attrs, write_value
 from .layout import BlockWriter, tmp_name
-from .writer import SAVE_MODES, _check_options, _documentable
+from .options import WriteOptions
+from .plan import documentable
 
 _STR = h5py.string_dtype("utf-8")
 
@@ -63,21 +64,22 @@ class LiveWriter:
 
     Parameters
     ----------
-    path : master file. ``save``: ``"link"`` (default), ``"append"`` or ``"merge"``.
+    path : master file.
+    save : ``"link"`` (the live default: a part file is complete before it is linked, so readers
+        can follow), ``"append"`` or ``"merge"``.
     chunk_format : printf suffix of part files (``link``), e.g. ``".chunk%02d"`` or ptypy's ``".part%03d"``.
     overwrite : replace an existing master (and its old part files); otherwise refuse.
-    compression : ``"gzip"`` or ``None``; ``compression_level`` 0-9; ``shuffle``.
-    frames_per_hdf5_chunk : frames per HDF5 chunk (whole frames; 1 keeps ptypy's reader fast).
+    options, **write : the other write options (:class:`~ptydask.ptyd.options.WriteOptions`:
+        compression, compression_level, shuffle, frames_per_hdf5_chunk; same defaults as ``to_ptyd``).
     """
 
-    def __init__(self, path: str | os.PathLike, save: str = "link", chunk_format: str = ".chunk%02d",
-                 overwrite: bool = False, *, compression: Optional[str] = "gzip", compression_level: int = 1,
-                 shuffle: bool = True, frames_per_hdf5_chunk: int = 1):
-        opts = _check_options(save, chunk_format, compression, compression_level, frames_per_hdf5_chunk)
-        self.path = Path(path)
-        self.save, self.chunk_format, self.overwrite = save, chunk_format, bool(overwrite)
-        self.compression, self.level, self.k = opts["compression"], opts["level"], opts["k"]
-        self.shuffle = bool(shuffle)
+    def __init__(self, path: str | os.PathLike, save: str = "link", chunk_format: Optional[str] = None,
+                 overwrite: bool = False, *, options: Optional[WriteOptions] = None, **write: Any):
+        opts = WriteOptions.of(options, save=save, chunk_format=chunk_format, **write)
+        self.path, self.options = Path(path), opts
+        self.save, self.chunk_format, self.overwrite = opts.save, opts.chunk_format, bool(overwrite)
+        self.compression, self.level, self.k = opts.compression, opts.compression_level, opts.frames_per_hdf5_chunk
+        self.shuffle = opts.shuffle
         self.chunks_written = 0
         self.frames_written = 0
         self.meta_written = False
@@ -107,7 +109,7 @@ class LiveWriter:
                 set_root_attrs(f)
                 for name in ("chunks", "meta"):
                     _tag(f.create_group(name), "dict")
-                write_value(f, "info", _documentable(dict(info or {})))
+                write_value(f, "info", documentable(dict(info or {})))
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot create the file: {exc}") from exc
         self.started = True
@@ -118,7 +120,7 @@ class LiveWriter:
             set_root_attrs(f)
             if "info" in f:
                 del f["info"]
-            write_value(f, "info", _documentable(dict(info)))
+            write_value(f, "info", documentable(dict(info)))
 
     def write_chunk(self, data: np.ndarray, weights: np.ndarray, positions: np.ndarray, indices: Any,
                     meta: Optional[Mapping[str, Any]] = None) -> int:
@@ -235,4 +237,4 @@ class LiveWriter:
             ds[old:] = arr
 
 
-__all__ = ["LiveWriter", "SAVE_MODES"]
+__all__ = ["LiveWriter"]

@@ -22,13 +22,12 @@ import h5py
 import numpy as np
 import xarray as xr
 
+from .. import config
 from ..errors import FormatError, PtydaskError, ScanError
 from ..scan import from_arrays
 from ..io import LinkPolicy, fastread, open_hdf5
 from .h5rw import UNSAFE_TAGS, read_value, tag_of
 
-#: Target size of one Dask block when a chunk group is large, bytes.
-BLOCK_BYTES = 64 * 2**20
 #: Largest frame (H*W) a file may declare before we refuse to build a graph for it.
 MAX_FRAME_PIXELS = 2**28
 #: Declared sizes above this many bytes must be backed by stored bytes (see ``_plausible``).
@@ -85,7 +84,7 @@ def _frame_range(key: Any, shape: tuple[int, ...]) -> tuple[int, int] | None:
 
 def _read_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:
     """Frames ``start:stop``: unfiltered storage mapped onto the file (copy-on-write, as the HDF5
-    source does; ``PTYDASK_MAP_READ=0``: plain parallel file reads), compressed whole-frame chunks
+    source does; setting ``ptydask.map-read`` False: plain parallel file reads), compressed whole-frame chunks
     decoded in the thread pool (both bit for bit h5py's values), anything else by h5py."""
     stored = fastread.stored_runs(ds)
     if stored is not None:
@@ -317,9 +316,10 @@ def _frame_shape(chunks: list[_ChunkInfo], meta: dict[str, Any], path: Path) -> 
 
 
 def _block_sizes(c: _ChunkInfo) -> tuple[int, ...]:
-    """Split a chunk group into Dask blocks of about BLOCK_BYTES, on HDF5 chunk boundaries."""
+    """Split a chunk group into Dask blocks of about ``ptydask.block-bytes.ptyd`` bytes, on HDF5 chunk
+    boundaries."""
     frame_bytes = max(1, c.frame_shape[0] * c.frame_shape[1] * c.dtype.itemsize)
-    per_block = max(1, BLOCK_BYTES // frame_bytes)
+    per_block = max(1, int(config.get("block-bytes.ptyd")) // frame_bytes)
     per_block = max(c.hdf5_frames, per_block - per_block % c.hdf5_frames)
     sizes = [per_block] * (c.n // per_block)
     if c.n % per_block:

@@ -10,8 +10,9 @@ weights -- can do with one read:
    the centre of its frames with those masks, are the *guess* (its statistics
    also choose the candidate pixels of
    :class:`~ptydask.steps.reductions.FusedPass`, as in the two-pass way);
-2. the prepared frames are built on the guessed window, and every raw block
-   they are computed from is also handed to a :class:`Recorder`, which folds
+2. the prepared frames are built on the guessed window; the sink computes every
+   raw block together with the prepared block made from it (one read) and hands
+   it to a :class:`Recorder` (an observer of the write), which folds
    the same per-block statistics the two-pass reduction computes, in the same
    order (:meth:`~ptydask.steps.reduction.Reduction.stream`);
 3. after the last block, :meth:`Speculation.finish` turns the records into the
@@ -48,28 +49,45 @@ from .reductions import (FusedPass, Measured, base_valid, compute_named, first_b
 
 
 class Recorder:
-    """Collects the per-block statistics of a :class:`FusedPass` from the blocks of raw frames it is handed
-    (in any order, from any thread; a block handed twice counts once). ``chunks``: frames per block."""
+    """Folds the per-block statistics of a :class:`FusedPass` over the blocks of the raw ``frames``
+    (n, H, W): :meth:`record` measures one block wherever it was computed (pure; a copy of the
+    recorder pickles as this half only), :meth:`add` folds a block's partial here (in any order,
+    from any thread; a block added twice counts once). The ``.ptyd`` sink feeds it as an
+    :class:`~ptydask.ptyd.writer.Observer` (``array`` = the raw frames)."""
 
-    def __init__(self, fused: FusedPass, chunks: tuple[int, ...]):
-        self.fused, self.ranges = fused, block_ranges(chunks)
+    def __init__(self, fused: FusedPass, frames: Any):
+        self.fused, self.array = fused, frames
+        chunks = frames.chunks[0]
+        self.ranges = block_ranges(chunks)
         self.token = uuid.uuid4().hex
-        self._stats = PIXEL_STATS.stream(len(chunks))
+        self._start(sum(chunks))
+
+    def _start(self, n: int) -> None:
+        fused = self.fused
+        self._stats = PIXEL_STATS.stream(len(self.ranges))
         # every frame's centre sums and candidates' raw values, filled in place (no copy of them all at the end)
-        n = sum(chunks)
         self._sums = np.empty((n, 3)) if fused.center else None
         self._values = np.empty((n, fused.candidates.size), dtype=fused.dtype) if fused.center else None
         self._done: set[int] = set()
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"fused": self.fused, "ranges": self.ranges, "token": self.token}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, array=None)
+        self._start(self.ranges[-1][1] if self.ranges else 0)
+
     def __dask_tokenize__(self) -> str:
         return self.token
 
-    def record(self, i: int, frames: np.ndarray) -> None:
-        """Measure block ``i`` of raw frames (n, H, W)."""
-        if i in self._done:
-            return
-        stats, sums, values = self.fused.block(frames)
+    def record(self, i: int, frames: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+        """The partial of block ``i`` of raw frames (n, H, W): (stats, centre sums, candidates' values)."""
+        return self.fused.block(frames)
+
+    def add(self, i: int, partial: tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]) -> None:
+        """Fold the partial of block ``i`` (from :meth:`record`)."""
+        stats, sums, values = partial
         with self._lock:
             if i in self._done:
                 return
@@ -167,8 +185,7 @@ def speculate(scan: xr.Dataset, **params: Any) -> Optional[Speculation]:
             return None
     else:
         guess = Measured(bad=np.zeros(frames.shape[1:], dtype=bool))
-    recorder = Recorder(fused, frames.chunks[0])
-    return Speculation(plan, guess, counted, recorder, plan.build(guess, counted, recorder))
+    return Speculation(plan, guess, counted, Recorder(fused, frames), plan.build(guess, counted))
 
 
 __all__ = ["Speculation", "Recorder", "speculate"]
