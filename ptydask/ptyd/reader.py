@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import FormatError, PtydaskError, ScanError
-from ..scan import from_arrays
+from ..scan import from_arrays, rechunk_frames
 from ..h5heap import heap_problem
 from ..sources import _fastread
 from .h5rw import UNSAFE_TAGS, read_value, tag_of
@@ -100,13 +100,15 @@ def _read_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:
     return out
 
 
-def open_ptyd(path: str | os.PathLike, *, allow_external_links: bool = False) -> xr.Dataset:
+def open_ptyd(path: str | os.PathLike, *, allow_external_links: bool = False, chunks: Any = None) -> xr.Dataset:
     """Open a ``.ptyd`` file lazily and return its Scan.
 
     The Scan holds the frames present; ``scan.attrs["num_frames"]`` is the number
     expected (``meta/num_frames``), so ``ptydask.is_complete(scan)`` tells whether
     the file is finished. ``allow_external_links`` permits chunk links that point
-    outside the master file's folder (refused by default).
+    outside the master file's folder (refused by default). ``chunks``: frames per
+    Dask block as xarray's ``open_dataset`` takes it (``None``: one block per chunk
+    group; see :func:`ptydask.scan.rechunk_frames`).
     """
     path = Path(path)
     if not path.exists():
@@ -119,7 +121,7 @@ def open_ptyd(path: str | os.PathLike, *, allow_external_links: bool = False) ->
         raise FormatError(f"{path}: not a .ptyd file (cannot be opened as HDF5: {exc})") from exc
     try:
         with f:
-            return _read(f, path, allow_external_links)
+            return rechunk_frames(_read(f, path, allow_external_links), chunks)
     except PtydaskError:
         raise
     except Exception as exc:  # any HDF5 failure while decoding the file means a damaged file
