@@ -38,6 +38,8 @@ import xarray as xr
 
 from .. import __name__ as _pkg
 from ..blocks import active_client, block_ranges, iter_blocks
+from ..progress import job_bar as _progress_bar  # a module name tests replace (tests/test_interrupted.py)
+from ..progress import one_report
 from ..errors import GeometryError, OutputError, OutputExistsError, ParameterError, ScanError
 from ..scan import meta_of, validate_scan
 from .layout import BlockWriter, finalize, remove, tmp_name
@@ -55,6 +57,7 @@ class Mispredicted(Exception):
     """A write with ``_late`` abandoned: the frames written are not those of the final Scan (nothing is left)."""
 
 
+@one_report()
 def to_ptyd(
     scan: xr.Dataset,
     path: str | os.PathLike,
@@ -265,7 +268,9 @@ class _Plan:
                 bw.write_small(merged, self.positions, self.indices)
             arrays = [self.data] + ([self.weights3d] if self.weights3d is not None else [])
             todo = [i for i in range(len(self.ranges)) if not done or i not in done]
-            bar = _progress_bar(len(self.ranges), progress, self.path.name, initial=len(done or ()))
+            frame_bytes = int(np.prod(self.shape[1:])) * np.dtype(self.data.dtype).itemsize
+            bar = _progress_bar(self.shape[0], progress, f"writing {self.path.name}", frame_bytes=frame_bytes,
+                                initial=sum(self.ranges[i][1] - self.ranges[i][0] for i in (done or ())))
             try:
                 for i, payload in iter_blocks(arrays, blocks=todo, max_in_flight=max_in_flight, post=self._encode_block):
                     start, stop = self.ranges[i]
@@ -283,7 +288,7 @@ class _Plan:
                         bw.write_part(part_tmp, payload, self.positions[start:stop], self.indices[start:stop])
                         chunks[str(i)] = h5py.ExternalLink(bw.part_path(i).name, "/")
                     if bar is not None:
-                        bar.update(1)
+                        bar.update(stop - start)
             finally:
                 if bar is not None:
                     bar.close()
@@ -427,34 +432,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (np.ndarray, np.generic)):
         return value.tolist()
     return repr(value)
-
-
-def _progress_bar(total: int, progress: bool | None, desc: str, initial: int = 0):
-    """A tqdm bar counting written blocks, or ``None`` (also when tqdm is not installed).
-
-    ``progress=None`` shows one only when someone watches: stderr is a terminal,
-    or the code runs in a Jupyter kernel (a widget with ipywidgets, else a text
-    bar, never tqdm's "IProgress not found" warning). Scripts, pipes, batch jobs
-    and CI logs get none.
-    """
-    import sys
-    from importlib.util import find_spec
-
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if hasattr(ipython, "get_ipython") else None
-    in_kernel = getattr(shell, "kernel", None) is not None
-    if progress is None:
-        progress = in_kernel or bool(sys.stderr is not None and sys.stderr.isatty())
-    if not progress:
-        return None
-    try:
-        if in_kernel and find_spec("ipywidgets") is not None:
-            from tqdm.notebook import tqdm
-        else:
-            from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, desc=f"writing {desc}", unit="block")
 
 
 def _version() -> str:
