@@ -103,7 +103,11 @@ def test_notebook_runs_top_to_bottom(path: Path, kernel_env: Path) -> None:
     assert not warnings, f"{path.name} shows warnings: {warnings}"
     assert seconds < BUDGET, f"{path.name} took {seconds:.0f} s"
     assert not any(kernel_env.iterdir()), "notebooks must write into their own temporary folder"
-    assert list((kernel_env.parent / "tmp").glob("ptydask-*/*")), "the notebook wrote nothing to its folder"
+    # the last cell removes the notebook's folder (under TMPDIR) and says what it held: nothing is left
+    removed = re.search(r"removed (\S+): (\d+) files", outputs(nb, "stdout")[-1])
+    assert removed and Path(removed.group(1)).parent == kernel_env.parent / "tmp", outputs(nb, "stdout")[-1]
+    assert int(removed.group(2)) > 0, "the notebook wrote nothing to its folder"
+    assert not any((kernel_env.parent / "tmp").iterdir()), list((kernel_env.parent / "tmp").iterdir())
     assert not list((REPO / "notebooks").glob("*.ptyd")) and not list((REPO / "notebooks").glob("*.h5"))
 
 
