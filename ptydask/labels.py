@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = ["UNITS", "META_UNITS", "annotate", "encode_attrs", "decode_attrs", "encoded", "is_encoded", "wavelength_m",
-           "ScanAccessor"]
+           "ScanAccessor", "info_of"]
 
 #: Units of the variables and coordinates ("1": dimensionless).
 UNITS = {
@@ -70,6 +70,17 @@ def _reciprocal(attrs: Mapping[str, Any], shape: tuple[int, int]) -> tuple[np.nd
     scale = np.asarray(psize, dtype=np.float64) / (wavelength_m(energy) * float(distance))
     c = np.asarray(center, dtype=np.float64)
     return ((np.arange(shape[0]) - c[0]) * scale[0], (np.arange(shape[1]) - c[1]) * scale[1])
+
+
+def info_of(scan: xr.Dataset) -> dict[str, Any]:
+    """``scan.attrs["info"]`` as a dict: the parameters that produced the Scan, ``{}`` when absent.
+
+    Also for a Scan read back from netCDF or Zarr, where ``info`` is stored as JSON text.
+    """
+    info = scan.attrs.get("info")
+    if isinstance(info, str):
+        info = json.loads(info) if info else {}
+    return dict(info or {})
 
 
 def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import GeometryError, ParameterError, ScanError
-from .labels import annotate, decode_attrs, is_encoded
+from .labels import annotate, decode_attrs, info_of, is_encoded
 
 #: The eight keys ptypy writes to (and reads from) ``meta/`` of a ``.ptyd``.
 META_KEYS = ("version", "num_frames", "label", "shape", "psize", "energy", "center", "distance")
@@ -320,7 +320,7 @@ def with_data(scan: xr.Dataset, data: da.Array, weights: Any = None, **attrs: An
     dims = ("y", "x") if weights.ndim == 2 else ("frame", "y", "x")
     out["weights"] = (dims, weights)
     out.attrs = dict(scan.attrs)
-    out.attrs["info"] = dict(scan.attrs.get("info") or {})
+    out.attrs["info"] = info_of(scan)
     out.attrs["shape"] = (int(data.shape[1]), int(data.shape[2]))
     out.attrs.update(attrs)
     return annotate(out)

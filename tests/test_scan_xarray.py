@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import ptydask
 from ptydask.errors import ParameterError
-from ptydask.labels import META_UNITS, UNITS
+from ptydask.labels import META_UNITS, UNITS, info_of
 from ptydask.simulate import SimulatedScan, simulate_frames
 
 #: Planck constant times the speed of light, keV * Angstrom (CODATA), an independent reference.
@@ -86,6 +86,7 @@ def _same_scan(back, scan):
         got = ptydask.meta_of(restored)[key]
         assert (got is None and value is None) or np.array_equal(got, value), key
     assert restored.attrs["info"] == json.loads(json.dumps(scan.attrs["info"], default=lambda v: v.tolist()))
+    assert info_of(back) == restored.attrs["info"] and info_of(scan) == scan.attrs["info"]
     assert restored.attrs["propagation"] == scan.attrs["propagation"]
 
 
