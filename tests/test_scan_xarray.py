@@ -139,3 +139,16 @@ def test_bad_chunks_name_the_parameter(tmp_path, chunks, words):
     with pytest.raises(ParameterError, match="chunks") as err:
         ptydask.open_ptyd(path, chunks=chunks)
     assert words in str(err.value)
+
+
+def test_frame_coordinate_follows_the_indices_everywhere(tmp_path):
+    from ptydask.simulate import KEYS, write_raw
+
+    raw_path = write_raw(tmp_path / "raw.h5", SimulatedScan(num_frames=20))
+    raw = ptydask.open_frames(raw_path, KEYS["frames"], energy=8.0, distance=5.0, psize=75e-6,
+                              positions={"file": str(raw_path), "slow_key": KEYS["y"], "fast_key": KEYS["x"], "skip": 2})
+    np.testing.assert_array_equal(raw["indices"].values, np.arange(0, 20, 2))
+    prepared = ptydask.prepare(raw, shape=32, center=None, auto_center=True)
+    back = ptydask.open_ptyd(ptydask.to_ptyd(prepared, tmp_path / "s.ptyd"))
+    for scan in (raw, prepared, back):
+        np.testing.assert_array_equal(scan["frame"].values, scan["indices"].values)
