@@ -24,6 +24,7 @@ from dask.local import get_sync
 from dask.optimization import cull
 
 from . import buffers
+from .progress import JobCallbacks
 
 
 def block_ranges(chunks: Sequence[int]) -> list[tuple[int, int]]:
@@ -74,14 +75,15 @@ def iter_blocks(
         yield from _iter_distributed(client, graph, todo, keys_of, max_in_flight, post)
         return
     workers = max_in_flight or (os.cpu_count() or 1) + 1
+    job = JobCallbacks(graph)  # dask.diagnostics.ProgressBar & co. see one compute, not one per block
 
     def run(i: int) -> Any:
         keys = keys_of(i)
         sub, _ = cull(graph, keys)
-        results = tuple(get_sync(sub, keys))
+        results = tuple(get_sync(sub, keys, callbacks=job.for_block()))
         return post(i, results) if post is not None else results
 
-    with buffers.reuse(keep=workers), _older_objects_frozen():
+    with job, buffers.reuse(keep=workers), _older_objects_frozen():
         yield from _bounded(todo, workers, min(workers, os.cpu_count() or 1), run)
 
 

@@ -1,7 +1,9 @@
-"""The ``ptydask`` command: ``prepare``, ``demo``, ``inspect``.
+"""The ``ptydask`` command: ``prepare``, ``demo``, ``inspect``, ``params``.
 
 Errors in the input end the command with one line on stderr and exit code 2
-(a traceback only with ``--debug``).
+(a traceback only with ``--debug``, accepted before or after the subcommand).
+This module imports only the standard library and :mod:`ptydask.errors` until a
+subcommand runs, so ``ptydask --help`` and ``ptydask --version`` are fast.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+from . import __version__
 from .errors import PtydaskError
+
+#: Where the recipe parameters and the example recipes are documented (both exist whatever the install).
+DOCS = ("every recipe parameter, with its default, unit and meaning: `ptydask params` "
+        "(docs/recipe.md in the source tree); example recipes (HDF5/NeXus + positions, Eiger/ARINA master, "
+        "CXI, TIFF folder, Merlin MIB): docs/examples/ in the source tree")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,13 +44,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ptydask", description="Prepare ptychography data into ptypy .ptyd files, lazily and out of core.")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = p.add_subparsers(dest="command")
+    p = argparse.ArgumentParser(prog="ptydask", description="Prepare ptychography data into ptypy .ptyd files, lazily and out of core.",
+                                epilog=f"Documentation: {DOCS}.")
+    p.add_argument("--version", action="version", version=f"ptydask {__version__}")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors (also after the subcommand)")
+    # the subcommands accept --debug too; SUPPRESS keeps a --debug given before the subcommand
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    prep = sub.add_parser("prepare", help="run a recipe (ptypy scan.data parameters, JSON/YAML) and write the .ptyd",
-                          description="Run a recipe end to end: read the raw frames, prepare them, write the .ptyd. "
-                                      "Parameters: docs/recipe.md.")
+    prep = sub.add_parser("prepare", parents=[common],
+                          help="run a recipe (ptypy scan.data parameters, JSON/YAML) and write the .ptyd",
+                          description="Run a recipe end to end: read the raw frames, prepare them, write the .ptyd.",
+                          epilog=f"Documentation: {DOCS}.")
     prep.add_argument("recipe", type=Path, help="recipe file (.json, .yaml)")
     prep.add_argument("--dfile", type=Path, help="output .ptyd (overrides the recipe's dfile)")
     prep.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -54,18 +68,30 @@ def _parser() -> argparse.ArgumentParser:
                       help="override a recipe value (read as YAML), e.g. --set rebin=2; repeatable")
     prep.set_defaults(run=_prepare)
 
-    demo = sub.add_parser("demo", help="simulate a raw far-field scan, prepare it and write a .ptyd")
+    demo = sub.add_parser("demo", parents=[common], help="simulate a raw far-field scan, prepare it and write a .ptyd")
     demo.add_argument("outdir", type=Path, help="folder for the raw file and the .ptyd")
     demo.add_argument("--frames", type=int, default=200, help="number of scan points (default 200)")
     demo.add_argument("--save", default="append", choices=["append", "link", "merge"], help="save mode (default append)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing demo output")
     demo.set_defaults(run=_demo)
 
-    insp = sub.add_parser("inspect", help="print the tree of a .ptyd file with shapes, dtypes and meta")
+    insp = sub.add_parser("inspect", parents=[common], help="print the tree of a .ptyd file with shapes, dtypes and meta")
     insp.add_argument("file", type=Path)
     insp.add_argument("--plot", type=Path, metavar="PNG", help="also write a quick-look overview (needs matplotlib)")
     insp.set_defaults(run=_inspect)
+
+    params = sub.add_parser("params", parents=[common], help="print the reference of every recipe parameter (Markdown)",
+                            description="Print the recipe reference generated from the installed parameter table "
+                                        "(the text of docs/recipe.md).")
+    params.set_defaults(run=_params)
     return p
+
+
+def _params(args: argparse.Namespace) -> int:
+    from .recipe import render_docs
+
+    sys.stdout.write(render_docs())
+    return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:

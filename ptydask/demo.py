@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import OutputExistsError
 from .ptyd import open_ptyd, to_ptyd
+from .labels import info_of
 from .scan import describe
 from .simulate import KEYS, SimulatedScan, write_raw
 from .sources import open_frames
@@ -51,7 +52,7 @@ def run_demo(outdir: str | os.PathLike, *, frames: int = 200, save: str = "appen
 
     prepared = prepare(raw, shape=DEMO_SHAPE, center=None, auto_center=True, dead_pixels=True, hot_pixels=8.0,
                        saturation=65535)
-    info = prepared.attrs["info"]
+    info = info_of(prepared)
     masks = info.get("masks", {})
     center = info.get("center")
     yield (f"3. reductions over all frames (bad pixels, then the centre without them): beam centre at ({center[0]:.2f}, {center[1]:.2f}) px "

@@ -32,6 +32,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import ParameterError, PtydaskError
+from .labels import info_of
 from .scan import validate_scan
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -179,7 +180,7 @@ def raw_geometry(scan: xr.Dataset) -> RawGeometry:
     """
     from .steps.geometry import Window
 
-    info = scan.attrs.get("info") or {}
+    info = info_of(scan)
     prep = info.get("prepare")
     if not isinstance(prep, dict) or info.get("center") is None:
         return RawGeometry(None, None)

@@ -19,6 +19,13 @@ Attributes (``scan.attrs``) carry the meta of the stored frames: ``energy``
 ``None`` = not determined), ``shape`` ((H, W) px), ``propagation``,
 ``num_frames`` (frames expected when complete), ``label``, ``version``, plus
 ``info`` (a dict of the parameters that produced the scan, written to ``info/``).
+
+Coordinates: ``frame`` (the scan-point index, as ``indices``), ``y``/``x`` (pixel
+indices) and, when the far-field geometry is known, ``qy``/``qx`` (1/m); every
+variable and coordinate has a ``units`` attribute and every numeric meta value a
+``<key>_units`` attribute (:mod:`ptydask.labels`). ``scan.ptydask.to_netcdf(path)``
+and ``scan.ptydask.to_zarr(store)`` store it with ``info`` as JSON text;
+:func:`validate_scan` turns ``xr.open_dataset(path)`` back into the Scan.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import GeometryError, ParameterError, ScanError
+from .labels import annotate, decode_attrs, info_of, is_encoded
 
 #: The eight keys ptypy writes to (and reads from) ``meta/`` of a ``.ptyd``.
 META_KEYS = ("version", "num_frames", "label", "shape", "psize", "energy", "center", "distance")
@@ -279,7 +287,7 @@ def from_arrays(
         "version": float(meta.get("version", 0.1)),
         "info": dict(meta.get("info") or {}),
     }
-    return xr.Dataset(variables, coords={"axis": list(AXIS)}, attrs=attrs)
+    return annotate(xr.Dataset(variables, coords={"axis": list(AXIS)}, attrs=attrs))
 
 
 def _indices(indices: Any, n: int) -> np.ndarray:
@@ -312,10 +320,10 @@ def with_data(scan: xr.Dataset, data: da.Array, weights: Any = None, **attrs: An
     dims = ("y", "x") if weights.ndim == 2 else ("frame", "y", "x")
     out["weights"] = (dims, weights)
     out.attrs = dict(scan.attrs)
-    out.attrs["info"] = dict(scan.attrs.get("info") or {})
+    out.attrs["info"] = info_of(scan)
     out.attrs["shape"] = (int(data.shape[1]), int(data.shape[2]))
     out.attrs.update(attrs)
-    return out
+    return annotate(out)
 
 
 def frames_present(scan: xr.Dataset) -> int:
@@ -334,8 +342,11 @@ def is_complete(scan: xr.Dataset) -> bool:
 
 
 def meta_of(scan: xr.Dataset) -> dict[str, Any]:
-    """The eight ptypy meta values of the stored frames, as plain Python/numpy values."""
-    a = scan.attrs
+    """The eight ptypy meta values of the stored frames, as plain Python/numpy values.
+
+    Also for a Scan read back from netCDF or Zarr (absent ``center``/``label`` are ``None``).
+    """
+    a = decode_attrs(scan.attrs) if is_encoded(scan.attrs) else scan.attrs
     center = a.get("center")
     psize = a.get("psize")
     return {
@@ -351,9 +362,16 @@ def meta_of(scan: xr.Dataset) -> dict[str, Any]:
 
 
 def validate_scan(scan: Any) -> xr.Dataset:
-    """Check that ``scan`` follows the Scan model; return it. Raises :class:`ScanError`."""
+    """Check that ``scan`` follows the Scan model; return it. Raises :class:`ScanError`.
+
+    A Scan read back from netCDF or Zarr (written with ``scan.ptydask.to_netcdf``/``to_zarr``) is
+    returned with its attributes decoded (``info`` a mapping again, absent meta ``None``).
+    """
     if not isinstance(scan, xr.Dataset):
         raise ScanError(f"expected a Scan (xarray.Dataset), got {type(scan).__name__}")
+    if is_encoded(scan.attrs):
+        scan = scan.copy(deep=False)
+        scan.attrs = decode_attrs(scan.attrs)
     if "data" not in scan:
         raise ScanError("scan: no 'data' variable (frame, y, x)")
     data = scan["data"]
@@ -375,6 +393,33 @@ def validate_scan(scan: Any) -> xr.Dataset:
     if scan.attrs.get("center") is not None:
         check_center(scan.attrs["center"], (h, w), name="scan.attrs['center']")
     return scan
+
+
+def rechunk_frames(scan: xr.Dataset, chunks: Any) -> xr.Dataset:
+    """``scan`` with its per-frame Dask variables in blocks of ``chunks`` frames, as xarray's ``open_dataset`` takes it.
+
+    ``None`` or ``{}``: unchanged (the source's own blocks); an int ``n`` or ``{"frame": n}``: ``n`` frames
+    per block (``-1``: one block, ``"auto"``: Dask's choice); ``y``/``x`` may only be whole (``-1``).
+    """
+    if chunks is None or (isinstance(chunks, Mapping) and not chunks):
+        return scan
+    spec = dict(chunks) if isinstance(chunks, Mapping) else {"frame": chunks}
+    unknown = sorted(set(spec) - {"frame", "y", "x"})
+    if unknown:
+        raise ParameterError(f"chunks: unknown dimension(s) {unknown}; a Scan has 'frame', 'y' and 'x'")
+    for dim in ("y", "x"):
+        if spec.get(dim, -1) not in (-1, None, scan.sizes.get(dim)):
+            raise ParameterError(f"chunks: {dim}={spec[dim]!r}; a Scan keeps whole frames per block ({dim}=-1)")
+    frame = spec.get("frame")
+    if frame is None:
+        return scan
+    if frame != "auto" and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer)) or not (frame >= 1 or frame == -1)):
+        raise ParameterError(f"chunks: frame={frame!r}; expected frames per block >= 1, -1 (one block) or 'auto'")
+    out = scan.copy(deep=False)
+    for name, var in scan.data_vars.items():
+        if var.dims[:1] == ("frame",) and var.ndim == 3:
+            out[name] = var.chunk({"frame": frame, "y": -1, "x": -1})
+    return out
 
 
 def frame_blocks(scan: xr.Dataset) -> list[tuple[int, int]]:

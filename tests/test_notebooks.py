@@ -8,6 +8,7 @@ is registered outside the virtual environment.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
@@ -102,7 +103,11 @@ def test_notebook_runs_top_to_bottom(path: Path, kernel_env: Path) -> None:
     assert not warnings, f"{path.name} shows warnings: {warnings}"
     assert seconds < BUDGET, f"{path.name} took {seconds:.0f} s"
     assert not any(kernel_env.iterdir()), "notebooks must write into their own temporary folder"
-    assert list((kernel_env.parent / "tmp").glob("ptydask-*/*")), "the notebook wrote nothing to its folder"
+    # the last cell removes the notebook's folder (under TMPDIR) and says what it held: nothing is left
+    removed = re.search(r"removed (\S+): (\d+) files", outputs(nb, "stdout")[-1])
+    assert removed and Path(removed.group(1)).parent == kernel_env.parent / "tmp", outputs(nb, "stdout")[-1]
+    assert int(removed.group(2)) > 0, "the notebook wrote nothing to its folder"
+    assert not any((kernel_env.parent / "tmp").iterdir()), list((kernel_env.parent / "tmp").iterdir())
     assert not list((REPO / "notebooks").glob("*.ptyd")) and not list((REPO / "notebooks").glob("*.h5"))
 
 
@@ -115,7 +120,8 @@ def tiny_scan():
 
 
 def test_progress_bar_in_a_kernel_but_not_in_logs(kernel_env: Path, tmp_path: Path, capfd) -> None:
-    """``to_ptyd(progress=None)``: a bar in Jupyter (text without ipywidgets, never a warning), none in a log."""
+    """``to_ptyd(progress=None)``: one bar counting frames in Jupyter (a widget, text without ipywidgets,
+    never a warning), none in a log."""
     import inspect
 
     from ptydask import to_ptyd
@@ -125,7 +131,17 @@ def test_progress_bar_in_a_kernel_but_not_in_logs(kernel_env: Path, tmp_path: Pa
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
     run(nb, kernel_env)
     err = "".join(outputs(nb, "stderr"))
-    assert "writing kernel.ptyd" in err and "3/3" in err and "Warning" not in err
+    assert "Warning" not in err
+    if importlib.util.find_spec("ipywidgets") is None:  # a text bar
+        assert "writing kernel.ptyd" in err and "6/6" in err
+    else:  # a widget: its final state is stored in the notebook's metadata
+        state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+        models = [m["state"] for m in state.values()]
+        bars = [m for m in models if m.get("_model_name") in ("FloatProgressModel", "IntProgressModel")]
+        assert len(bars) == 1 and bars[0]["value"] == bars[0]["max"] == 6  # one bar, counting the 6 frames
+        texts = " ".join(str(m.get("value", "")) for m in models if m.get("_model_name") == "HTMLModel")
+        texts = texts.replace("\u2007", " ")  # tqdm.notebook writes figure spaces
+        assert "writing kernel.ptyd" in texts and "6/6" in texts, texts
 
     capfd.readouterr()
     to_ptyd(tiny_scan(), tmp_path / "log.ptyd")  # here stderr is captured by pytest: no terminal, no bar

@@ -19,9 +19,10 @@ from typing import Any, Protocol
 import dask.array as da
 import numpy as np
 
+from ..progress import job_bar as progress_bar  # one bar per job, counting frames (a name tests replace)
 from .runner import Runner
 
-__all__ = ["Sink", "Observer", "run_blocks", "fail", "progress_bar"]
+__all__ = ["Sink", "Observer", "run_blocks", "fail"]
 
 
 class Sink(Protocol):
@@ -73,8 +74,10 @@ def run_blocks(sink: Sink, runner: Runner, todo: Iterable[int], observer: Observ
         post = _Observed(sink.encoder, observer, len(arrays))
         raw = observer.array
         arrays = arrays + [raw.rechunk((arrays[0].chunks[0],) + raw.shape[1:])]
-    total = len(sink.ranges)
-    bar = progress_bar(total, progress, sink.path.name, initial=total - len(todo))
+    done = set(range(len(sink.ranges))) - set(todo)
+    frame_bytes = int(np.prod(arrays[0].shape[1:])) * arrays[0].dtype.itemsize
+    bar = progress_bar(sink.ranges[-1][1] if sink.ranges else 0, progress, f"writing {sink.path.name}",
+                       initial=sum(sink.ranges[i][1] - sink.ranges[i][0] for i in done), frame_bytes=frame_bytes)
     blocks = runner.iter_blocks(arrays, blocks=todo, max_in_flight=sink.max_in_flight, post=post)
     try:
         for i, out in blocks:
@@ -84,7 +87,7 @@ def run_blocks(sink: Sink, runner: Runner, todo: Iterable[int], observer: Observ
                 observer.add(i, partial)
             sink.write_block(i, out, partial)
             if bar is not None:
-                bar.update(1)
+                bar.update(sink.ranges[i][1] - sink.ranges[i][0])
     finally:
         blocks.close()
         if bar is not None:
@@ -99,33 +102,3 @@ def fail(sink: Sink, runner: Runner, exc: BaseException) -> None:
     if kept is not None:
         warnings.warn(f"interrupted: the finished chunk groups are kept in {kept}; "
                       "run again with resume=True (CLI: --resume) to complete it", stacklevel=3)
-
-
-def progress_bar(total: int, progress: bool | None, desc: str, initial: int = 0):
-    """A tqdm bar counting written blocks, or ``None`` (also when tqdm is not installed).
-
-    ``progress=None`` shows one only when someone watches: stderr is a terminal,
-    or the code runs in a Jupyter kernel (a widget with ipywidgets, else a text
-    bar, never tqdm's "IProgress not found" warning). Scripts, pipes, batch jobs
-    and CI logs get none.
-    """
-    import sys
-    from importlib.util import find_spec
-
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if hasattr(ipython, "get_ipython") else None
-    in_kernel = getattr(shell, "kernel", None) is not None
-    if progress is None:
-        progress = in_kernel or bool(sys.stderr is not None and sys.stderr.isatty())
-    if not progress:
-        return None
-    try:
-        if in_kernel and find_spec("ipywidgets") is not None:
-            from tqdm.notebook import tqdm
-        else:
-            from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, desc=f"writing {desc}", unit="block")
-
-

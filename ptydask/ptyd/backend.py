@@ -15,7 +15,6 @@ class PtydBackendEntrypoint(BackendEntrypoint):
     """Open ptypy/ptydask ``.ptyd`` files lazily (frames stay on disk as Dask arrays)."""
 
     description = "Open ptypy .ptyd files as a lazy ptydask Scan"
-    url = "https://pypi.org/project/ptydask/"
     open_dataset_parameters = ("filename_or_obj", "drop_variables", "allow_external_links")
 
     def open_dataset(  # type: ignore[override]

@@ -24,7 +24,7 @@ import xarray as xr
 
 from .. import config
 from ..errors import FormatError, PtydaskError, ScanError
-from ..scan import from_arrays
+from ..scan import from_arrays, rechunk_frames
 from ..io import LinkPolicy, fastread, open_hdf5
 from .h5rw import UNSAFE_TAGS, read_value, tag_of
 
@@ -98,13 +98,15 @@ def _read_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:
     return out
 
 
-def open_ptyd(path: str | os.PathLike, *, allow_external_links: bool = False) -> xr.Dataset:
+def open_ptyd(path: str | os.PathLike, *, allow_external_links: bool = False, chunks: Any = None) -> xr.Dataset:
     """Open a ``.ptyd`` file lazily and return its Scan.
 
     The Scan holds the frames present; ``scan.attrs["num_frames"]`` is the number
     expected (``meta/num_frames``), so ``ptydask.is_complete(scan)`` tells whether
     the file is finished. ``allow_external_links`` permits chunk links that point
-    outside the master file's folder (refused by default).
+    outside the master file's folder (refused by default). ``chunks``: frames per
+    Dask block as xarray's ``open_dataset`` takes it (``None``: one block per chunk
+    group; see :func:`ptydask.scan.rechunk_frames`).
     """
     path = Path(path)
     if not path.exists():
@@ -114,7 +116,7 @@ def open_ptyd(path: str | os.PathLike, *, allow_external_links: bool = False) ->
     f = open_hdf5(str(path), error=FormatError, unreadable="{path}: not a .ptyd file (cannot be opened as HDF5: {exc})")
     try:
         with f:
-            return _read(f, path, allow_external_links)
+            return rechunk_frames(_read(f, path, allow_external_links), chunks)
     except PtydaskError:
         raise
     except Exception as exc:  # any HDF5 failure while decoding the file means a damaged file

@@ -38,6 +38,7 @@ import xarray as xr
 from ..errors import ParameterError
 from ..execution import Runner, resolve_runner
 from ..execution.passes import Observer, fail, run_blocks
+from ..progress import one_report
 from .options import WriteOptions
 from .plan import PtydPlan
 from .sink import PtydSink
@@ -45,6 +46,7 @@ from .sink import PtydSink
 __all__ = ["to_ptyd", "write_scan"]
 
 
+@one_report()
 def to_ptyd(
     scan: xr.Dataset,
     path: str | os.PathLike,

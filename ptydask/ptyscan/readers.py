@@ -11,6 +11,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import FormatError, ParameterError, ScanError
+from ..labels import annotate
 from ..scan import META_KEYS, meta_of
 from ..steps import prepare
 from .core import PtyScan, pair
@@ -56,7 +57,7 @@ class ScanPtyScan(PtyScan):
     def _full(self) -> xr.Dataset:
         scan = self._current()
         p = self.info
-        scan = scan.assign(indices=("frame", np.arange(scan.sizes["frame"], dtype=np.int64)))
+        scan = annotate(scan.assign(indices=("frame", np.arange(scan.sizes["frame"], dtype=np.int64))))  # frame coord too
         for key in ("energy", "distance", "psize"):
             if scan.attrs.get(key) is None and p.get(key) is not None:
                 scan.attrs[key] = float(p[key]) if key != "psize" else tuple(pair(p[key]))

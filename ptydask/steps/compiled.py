@@ -28,6 +28,9 @@ import numba
 import numpy as np
 
 from .. import buffers
+from ..cache import configure_numba_cache
+
+configure_numba_cache()  # before the first njit: the cache goes to the user's cache folder, never into the package
 
 #: Placeholders for absent inputs (never read: their flag is False).
 _NONE_1D = np.zeros(1)
