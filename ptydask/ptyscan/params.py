@@ -34,7 +34,9 @@ class Param(AttrDict):
     def copy(self, depth: int = 0) -> "Param":  # noqa: ARG002 - ptypy's signature
         return Param(copy.deepcopy(dict(self)))
 
-    def update(self, other: Any = None, **kw: Any) -> None:  # type: ignore[override]
+    def update(self, other: Any = None, in_place_depth: int = 0, Convert: bool = False,  # noqa: N803 - ptypy's
+               **kw: Any) -> None:  # type: ignore[override]
+        """Deep update (nested mappings merged); ``in_place_depth``/``Convert`` accepted as ptypy's, no effect."""
         for src in (other or {}), kw:
             for key, value in dict(src).items():
                 if isinstance(value, Mapping) and isinstance(self.get(key), Mapping):
@@ -42,8 +44,9 @@ class Param(AttrDict):
                     inner.update(value)
                     value = inner
                 elif isinstance(value, Mapping):
-                    value = Param(value)
-                    value.update({})
+                    inner = Param()
+                    inner.update(value)  # nested mappings become Params too
+                    value = inner
                 dict.__setitem__(self, key, value)
 
 
@@ -116,7 +119,8 @@ def _positive(name: str, v: Any, pair: bool = False) -> None:
 
 def check_params(p: Mapping[str, Any], known: Mapping[str, Any]) -> None:
     """Validate ``scan.data`` parameters up front; raise :class:`ParameterError` naming the key."""
-    unknown = sorted(set(p) - set(known))
+    # an unknown but empty group (ptypy trees often carry ``intensities = Param()``) sets nothing: accepted
+    unknown = sorted(k for k in set(p) - set(known) if not (isinstance(p[k], Mapping) and not p[k]))
     if unknown:
         key = unknown[0]
         close = difflib.get_close_matches(key, list(known), n=1)
