@@ -233,10 +233,7 @@ class PtyScan:
     def initialize(self) -> None:
         """Load positions, weights and common data; reconcile ``num_frames``; prepare the output file."""
         p = self.info
-        if p.save is not None and self.rank == 0:
-            from ..ptyd.live_writer import LiveWriter
-
-            self._writer = LiveWriter(p.dfile, p.save, p.chunk_format, p.overwrite)
+        self._open_writer()
         everyone = p.load_parallel in ("common", "all")
         if everyone or self.rank == 0:
             positions, weight, common = self.load_positions(), self.load_weight(), self.load_common()
@@ -256,6 +253,14 @@ class PtyScan:
         _barrier(self.comm)
         self.post_initialize()
         self.is_initialized = True
+
+    def _open_writer(self) -> None:
+        """The ``.ptyd`` writer of ``save``/``dfile`` (rank 0), if saving."""
+        p = self.info
+        if p.save is not None and self.rank == 0:
+            from ..ptyd.live_writer import LiveWriter
+
+            self._writer = LiveWriter(p.dfile, p.save, p.chunk_format, p.overwrite)
 
     def _reconcile(self, positions: Any) -> None:
         p = self.info
