@@ -63,8 +63,8 @@ class Hdf5Loader(ScanPtyScan):
         p = self.DEFAULT.copy(99)
         p.update(pars or {})
         p.update(kwargs)
+        super().__init__(None, p, comm)  # unknown keys refused first, by name
         self.recipe = load_recipe(_recipe_tree(p))
-        super().__init__(None, p, comm)
 
     def initialize(self) -> None:
         """Open the frames (lazily) as the parameters describe them, then ptypy's ``initialize``."""
