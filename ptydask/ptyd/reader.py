@@ -241,6 +241,8 @@ def _safe_link(link: h5py.ExternalLink, path: Path, name: str, allow: bool) -> N
     target = link.filename
     pure = PurePosixPath(target.replace("\\", "/"))
     escapes = pure.is_absolute() or ".." in pure.parts or len(pure.parts) != 1
+    if pure.is_absolute() and Path(target).parent.resolve() == Path(path).parent.resolve():
+        escapes = False  # ptypy with an absolute dfile links its parts by absolute path, in the same folder
     if escapes and not allow:
         raise FormatError(
             f"{path}: chunks/{name} is an external link to {target!r}, outside the master file's folder; "

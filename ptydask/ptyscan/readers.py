@@ -191,7 +191,7 @@ class PtydScan(ScanPtyScan):
                     continue
                 self.meta[key] = m[key]
             self.num_frames = None if unknown_end else m["num_frames"]
-            self.meta["num_frames"] = self.num_frames
+            self.meta["num_frames"] = self.info.num_frames = self.num_frames  # as ptypy: the expected count
 
     def initialize(self) -> None:
         self._reopen()
@@ -210,9 +210,9 @@ class PtydScan(ScanPtyScan):
             return 0, False
         present = self.scan.sizes["frame"]
         accessible = max(0, min(frames, present - start))
-        if self.num_frames is None:  # meta/num_frames not written yet: the end cannot be known
+        if self.num_frames is None:  # meta/num_frames not written yet: the end cannot be known (ptypy aborts)
             return accessible, False
-        return accessible, start + accessible >= self.num_frames
+        return accessible, None  # as ptypy: auto() ends the scan at num_frames
 
     def auto(self, frames: int) -> Any:
         if self.comm is not None and self.rank != 0:
