@@ -8,7 +8,8 @@ ptydask's ``PtyScan``, ``PtydScan``, ``Hdf5Loader`` and a ``MoonFlowerScan``
 on ptydask's base in place of ptypy's before the tests import them. Two
 variants: ptypy's ``@defaults_tree.parse_doc`` decorator kept on the
 subclasses (as ptypy's beamline modules are written), and without it.
-Tests that ptypy itself skips (missing beamline data) stay skipped.
+Tests that ptypy itself skips (missing beamline data) stay skipped; the only
+test expected to fail is listed in :data:`DEVIATIONS` (docs/ptypy-deviations.md).
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ HARNESS = Path(__file__).parent / "ptypy_harness"
 #: ptypy's test files of the data layer (paths inside its ``test`` folder).
 FILES = ("ptyscan_tests", "io_tests/h5rw_load_test.py", "io_tests/load_run_test.py",
          "template_tests/prep_and_run_moonflower_test.py")
+
+#: ptypy's tests that fail with ptydask on purpose (docs/ptypy-deviations.md), with the reason.
+DEVIATIONS = {
+    "test.ptyscan_tests.diamond_nexus_test.DiamondNexusTest::test_position_data_mapping_case_2_with_exclusion":
+        "DiamondNexus.load_mapped_and_arbitrary_scan keys its frames by file index, not by the index asked for",
+}
 
 pytestmark = [
     pytest.mark.skipif(not (PTYPY_SRC and (Path(PTYPY_SRC) / "test" / "ptyscan_tests").is_dir()),
@@ -85,4 +92,4 @@ def test_ptypy_data_layer_suite(tmp_path: Path, decorator: bool) -> None:
     counts = {k: len(v) for k, v in got.items()}
     print(f"ptypy suite with ptydask ({'with' if decorator else 'without'} parse_doc): {counts}")
     assert counts["passed"] > 0
-    assert not got["failed"] and not got["error"], f"{counts}; failing: {got['failed'] + got['error']}"
+    assert sorted(got["failed"] + got["error"]) == sorted(DEVIATIONS), f"{counts}; failing: {got['failed'] + got['error']}"
