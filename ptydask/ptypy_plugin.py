@@ -214,7 +214,7 @@ def build_hdf5loader(info: Any, comm: Any = None) -> Any:
     """ptydask's :class:`~ptydask.ptyscan.Hdf5Loader` for ptypy's ``Hdf5Loader`` parameters ``info``."""
     from .ptyscan import Hdf5Loader
 
-    pars = {k: v for k, v in _plain(info).items() if k in Hdf5Loader.DEFAULT}
+    pars = {k: v for k, v in dict(info).items() if k in Hdf5Loader.DEFAULT}  # ptypy validated the tree
     pars["name"] = "Hdf5Loader"
     return Hdf5Loader(pars, comm=comm)
 

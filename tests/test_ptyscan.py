@@ -628,3 +628,35 @@ def test_parse_defaults_reads_ptypy_docstrings() -> None:
     loader = parse_defaults(doc(src / "experiment" / "hdf5_loader.py", "Hdf5Loader"))
     assert loader["name"] == "Hdf5Loader" and loader["intensities"] == {"file": None, "key": None}
     assert loader["normalisation"]["sigma"] == 3 and loader["positions"]["bounding_box"]["slow_axis_bounds"] is None
+
+
+def test_ptydscan_source_form_writes_a_new_ptyd(tmp_path: Path) -> None:
+    """ptypy's ``PtydScan(pars, source=path)``: read ``source``, save to ``dfile``; given geometry re-prepares."""
+    append = FIXTURES / "moonflower_append.ptyd"
+    if not append.exists():
+        pytest.skip("fixtures not found")
+    import ptydask
+    from ptydask.steps import prepare
+
+    stored = ptydask.open_ptyd(append)
+    copy = tmp_path / "copy.ptyd"
+    msgs = _run(PtydScan({"dfile": str(copy), "save": "append"}, source=str(append)), 20)
+    assert msgs[-1] == EOS
+    again = ptydask.open_ptyd(copy)
+    np.testing.assert_array_equal(again["data"].values, stored["data"].values)
+    np.testing.assert_array_equal(again["positions"].values, stored["positions"].values)
+    np.testing.assert_array_equal(ptydask.meta_of(again)["center"], ptydask.meta_of(stored)["center"])
+    # geometry given: re-prepared from the stored frames (centre defaults to the source's meta)
+    small = tmp_path / "small.ptyd"
+    _run(PtydScan({"dfile": str(small), "save": "append", "shape": 32, "rebin": 2}, source=str(append)), 100)
+    m = ptydask.meta_of(stored)
+    ref = prepare(stored, shape=32, center=tuple(m["center"]), auto_center=False, rebin=2)
+    np.testing.assert_array_equal(ptydask.open_ptyd(small)["data"].values, ref["data"].values)
+    # never writes into its source; a source without data is refused by name
+    same = PtydScan({"dfile": str(append)}, source=str(append))
+    assert same.info.dfile.endswith("moonflower_append_n.ptyd") and same.path == str(append)
+    empty = tmp_path / "empty.ptyd"
+    with h5py.File(empty, "w") as f:
+        f.create_group("chunks")
+    with pytest.raises(OSError, match="empty.ptyd.*no data"):
+        PtydScan({"dfile": str(tmp_path / "x.ptyd")}, source=str(empty))
