@@ -660,3 +660,47 @@ def test_ptydscan_source_form_writes_a_new_ptyd(tmp_path: Path) -> None:
         f.create_group("chunks")
     with pytest.raises(OSError, match="empty.ptyd.*no data"):
         PtydScan({"dfile": str(tmp_path / "x.ptyd")}, source=str(empty))
+
+
+def test_defaults_sections_render_the_parameter_table() -> None:
+    """PtyScan/Hdf5Loader carry ptypy-style ``Defaults:`` sections (for ptypy's parse_doc) with ptydask's defaults."""
+    from ptydask.ptyscan import PTYSCAN_DEFAULTS, Hdf5Loader, parse_defaults
+    from ptydask.recipe.table import PARAMS
+
+    d = parse_defaults(PtyScan.__doc__)
+    assert {k: d[k] for k in PTYSCAN_DEFAULTS} == PTYSCAN_DEFAULTS and set(d) == set(PTYSCAN_DEFAULTS)
+    h = parse_defaults(Hdf5Loader.__doc__)
+    for p in PARAMS:
+        if p.path in ("name", "source"):
+            continue
+        node = h
+        for part in p.path.split("."):
+            node = node[part]
+        expected = p.default_for("Hdf5Loader")
+        assert node == (list(expected) if isinstance(expected, tuple) else expected), p.path
+    assert h["name"] == Hdf5Loader.DEFAULT.name == "Hdf5Loader" and Hdf5Loader.DEFAULT.intensities.file is None
+
+
+def test_defaults_sections_parse_in_ptypys_descriptor() -> None:
+    import os
+    import subprocess
+    import sys
+
+    ptypy_src = os.environ.get("PTYPY_SRC", "")
+    if not (ptypy_src and (Path(ptypy_src) / "ptypy").is_dir()):
+        pytest.skip("ptypy source not available (set PTYPY_SRC)")
+
+    code = ("from ptypy.utils.descriptor import EvalDescriptor\n"
+            "from ptydask.ptyscan import PtyScan, Hdf5Loader, PTYSCAN_DEFAULTS, parse_defaults\n"
+            "for cls in (PtyScan, Hdf5Loader):\n"
+            "    root = EvalDescriptor('root')\n"
+            "    root.parse_doc('scandata.X', True)(type('X', (object,), {'__doc__': cls.__doc__}))\n"
+            "    got = root['scandata.X'].make_default(depth=99)\n"
+            "    want = parse_defaults(cls.__doc__)\n"
+            "    assert set(got) == set(want), set(got) ^ set(want)\n"
+            "    for k, v in want.items():\n"
+            "        assert (dict(got[k]) if hasattr(got[k], 'items') else got[k]) == v or not isinstance(v, dict) "
+            "and list(got[k]) == v, (k, got[k], v)\n")
+    env = dict(os.environ, PYTHONPATH=ptypy_src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]

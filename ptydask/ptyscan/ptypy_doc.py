@@ -46,17 +46,15 @@ def entry(path: str, default: Any, types: str, help_text: str) -> str:
 
 
 def defaults_section(name: str, keys: Optional[Iterable[str]] = None,
-                     extra: Optional[Mapping[str, tuple[Any, str, str]]] = None,
-                     overrides: Optional[Mapping[str, Any]] = None) -> str:
+                     extra: Optional[Mapping[str, tuple[Any, str, str]]] = None) -> str:
     """The ``Defaults:`` section for class ``name``.
 
     ``keys``: top-level parameters of the table to include (default: all,
-    with their groups); defaults are the table's for ``name``, replaced by
-    ``overrides``; ``extra``: ``{path: (default, types, help)}`` for
-    parameters outside the table.
+    with their groups); defaults are the table's for ``name`` (``name``
+    itself defaults to ``name``); ``extra``: ``{path: (default, types, help)}``
+    for parameters outside the table.
     """
     wanted = None if keys is None else set(keys)
-    over = dict(overrides or {})
     lines = ["Defaults:", ""]
     done_groups: set[str] = set()
     for p in PARAMS:
@@ -69,9 +67,7 @@ def defaults_section(name: str, keys: Optional[Iterable[str]] = None,
             if group in GROUPS and group not in done_groups:
                 done_groups.add(group)
                 lines.append(f"[{group}]\ndefault =\ntype = Param\nhelp = {GROUPS[group]}\n")
-        default = over.get(p.path, "name" if p.path == "name" else p.default_for(name))
-        if p.path == "name":
-            default = name
+        default = name if p.path == "name" else p.default_for(name)
         lines.append(entry(p.path, default, ptypy_type(p.kind, p.nullable or default is None), p.doc))
     for path, (default, types, help_text) in (extra or {}).items():
         lines.append(entry(path, default, types, help_text))
