@@ -9,6 +9,7 @@ must give the same packages. Needs ptypy (``PTYPY_SRC``).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -120,3 +121,47 @@ def test_subclass_written_for_ptypy_gives_ptypys_packages(tmp_path: Path) -> Non
         np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
     np.testing.assert_allclose(ours["data"], theirs["data"], rtol=1e-12)
     assert ours["data"].shape == (7, 6, 6)
+
+
+LEGACY = textwrap.dedent(
+    '''
+    import json, sys
+    from ptypy import utils as u
+    import ptypy.core.data as data
+    if sys.argv[1] == "ptydask":
+        import ptydask.ptyscan
+        data.PtyScan = ptydask.ptyscan.PtyScan  # what "only the import changed" means for a module we cannot edit
+    from ptypy.experiment.legacy.I08 import I08Scan
+    from ptypy.experiment.legacy.DLS import DlsScan
+    u.verbose.set_level(0)
+    out = {"mro": [c.__module__ for c in DlsScan.__mro__],
+           "defaults": {c.__name__: sorted(c.DEFAULT) for c in (I08Scan, DlsScan)}}
+    dls = DlsScan(u.Param(base_path=".", scan_number=3, shape=64))
+    out["dls"] = [int(dls.info.scan_number), dls.info.base_path, int(dls.info.shape)]
+    try:
+        I08Scan(u.Param(base_path=".", scan_number=3))
+    except AttributeError as exc:  # ptypy's I08Scan reads info.date, which it never declares
+        out["i08"] = str(exc)
+    print(json.dumps(out))
+    '''
+)
+
+
+def test_ptypy_legacy_beamline_modules_import_and_construct_on_ptydask(tmp_path: Path) -> None:
+    env = dict(os.environ, MPLBACKEND="Agg")
+    if PTYPY_SRC:
+        env["PYTHONPATH"] = PTYPY_SRC + os.pathsep + env.get("PYTHONPATH", "")
+    (tmp_path / "legacy.py").write_text(LEGACY)
+    got = {}
+    for which in ("ptypy", "ptydask"):
+        res = subprocess.run([sys.executable, "legacy.py", which], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-4000:]
+        got[which] = json.loads(res.stdout.strip().splitlines()[-1])
+    assert "ptydask.ptyscan.core" in got["ptydask"]["mro"] and "ptydask.ptyscan.core" not in got["ptypy"]["mro"]
+    ours_keys, theirs_keys = got["ptydask"]["defaults"], got["ptypy"]["defaults"]
+    for name in ("I08Scan", "DlsScan"):  # ptydask adds only its own PtyScan extensions
+        assert set(theirs_keys[name]) <= set(ours_keys[name])
+        assert set(ours_keys[name]) - set(theirs_keys[name]) <= {"overwrite", "rebin_mode", "load_block"}
+    assert got["ptydask"]["dls"] == got["ptypy"]["dls"] == [3, ".", 64]
+    assert got["ptydask"]["i08"] == got["ptypy"]["i08"]
