@@ -151,24 +151,23 @@ def build_scan(info: Any, comm: Any = None) -> Any:
 #: ``scan.data`` parameters taken from a recipe file for the PtyScan pipeline.
 _RECIPE_PTYSCAN = ("shape", "center", "auto_center", "orientation", "rebin", "rebin_mode", "min_frames", "label",
                    "version", "load_parallel")
-_RECIPE_OPTIONS = ("padding", "hot_pixels", "dead_pixels", "saturation", "normalisation")
 
 
 def _from_recipe(path: Any, pars: dict[str, Any], comm: Any) -> Any:
     """A ``ScanPtyScan`` for a ptydask recipe file (``ptydask.recipe``); ``save``/``dfile`` from ptypy."""
     from .ptyscan import PtydScan, ScanPtyScan
     from .recipe import load_recipe
-    from .recipe.run import open_recipe_source, prepare_kwargs
+    from .ptyscan.hdf5loader import recipe_options
+    from .recipe.run import open_recipe_source
 
     recipe = load_recipe(path)
     if recipe["name"] == "PtydScan" and recipe["source"]:
         return PtydScan(dfile=str(recipe["source"]), comm=comm)
     scan = open_recipe_source(recipe)
-    kw = prepare_kwargs(recipe, scan)
+    options, num_frames = recipe_options(recipe, scan)
     ours = {k: (tuple(recipe[k]) if isinstance(recipe[k], list) else recipe[k]) for k in _RECIPE_PTYSCAN}
-    ours["num_frames"] = kw.get("num_frames")
+    ours["num_frames"] = num_frames
     ours.update({k: pars[k] for k in ("save", "dfile", "chunk_format", "overwrite") if k in pars})
-    options = {k: kw[k] for k in _RECIPE_OPTIONS if kw.get(k) is not None}
     return ScanPtyScan(scan, ours, comm=comm, prepare_options=options)
 
 

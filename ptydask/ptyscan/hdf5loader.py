@@ -68,15 +68,23 @@ class Hdf5Loader(ScanPtyScan):
 
     def initialize(self) -> None:
         """Open the frames (lazily) as the parameters describe them, then ptypy's ``initialize``."""
-        from ..recipe.run import open_recipe_source, prepare_kwargs
+        from ..recipe.run import open_recipe_source
 
         scan = open_recipe_source(self.recipe)
-        kw = prepare_kwargs(self.recipe, scan)
-        self.prepare_options.update({k: kw[k] for k in _OPTIONS if kw.get(k) is not None})
-        if kw.get("num_frames") is not None:
-            self.num_frames = self.info.num_frames = kw["num_frames"]
+        options, num_frames = recipe_options(self.recipe, scan)
+        self.prepare_options.update(options)
+        if num_frames is not None:
+            self.num_frames = self.info.num_frames = num_frames
         self.scan = scan
         super().initialize()
+
+
+def recipe_options(recipe: Any, scan: Any) -> tuple[dict[str, Any], Optional[int]]:
+    """(``prepare_options``, ``num_frames``) of a PtyScan serving ``scan``, opened from ``recipe``."""
+    from ..recipe.run import prepare_kwargs
+
+    kw = prepare_kwargs(recipe, scan)
+    return {k: kw[k] for k in _OPTIONS if kw.get(k) is not None}, kw.get("num_frames")
 
 
 Hdf5Loader.__doc__ = with_defaults(Hdf5Loader.__doc__, defaults_section("Hdf5Loader", extra=_EXTRA))
@@ -84,4 +92,4 @@ Hdf5Loader.DEFAULT = Param()
 Hdf5Loader.DEFAULT.update(PTYSCAN_DEFAULTS)
 Hdf5Loader.DEFAULT.update(parse_defaults(Hdf5Loader.__doc__))
 
-__all__ = ["Hdf5Loader", "plain_tree"]
+__all__ = ["Hdf5Loader", "plain_tree", "recipe_options"]
