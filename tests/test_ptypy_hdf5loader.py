@@ -111,7 +111,8 @@ def _mpiexec() -> str | None:
 
 
 @pytest.mark.mpi
-def test_mpi_three_ranks_split_as_ptypy_and_give_the_serial_frames(raw, tmp_path):
+@pytest.mark.parametrize("load_parallel", ["data", "all", "common", "None"])
+def test_mpi_three_ranks_split_as_ptypy_and_give_the_serial_frames(raw, tmp_path, load_parallel):
     mpiexec = _mpiexec()
     if mpiexec is None:
         pytest.skip("no mpiexec: pip install 'ptydask[mpi]' (mpi4py + the mpich wheel)")
@@ -119,7 +120,7 @@ def test_mpi_three_ranks_split_as_ptypy_and_give_the_serial_frames(raw, tmp_path
     paths = [str(HERE.parent)] + ([PTYPY_SRC] if PTYPY_SRC else []) + [os.environ.get("PYTHONPATH", "")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     cmd = [mpiexec, "-n", "3", sys.executable, str(HERE / "mpi" / "hdf5loader_worker.py"), str(raw), str(tmp_path),
-           ",".join(map(str, CHUNKS))]
+           ",".join(map(str, CHUNKS)), load_parallel]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     except subprocess.TimeoutExpired as exc:

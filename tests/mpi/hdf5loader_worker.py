@@ -1,6 +1,6 @@
 """Run under ``mpiexec -n N``: ptydask.Hdf5Loader over MPI; each rank saves the frames of its packages.
 
-``python hdf5loader_worker.py RAW OUT CHUNKS`` (CHUNKS e.g. ``5,5,1,6``): every rank
+``python hdf5loader_worker.py RAW OUT CHUNKS LOAD_PARALLEL`` (CHUNKS e.g. ``10,10,3``): every rank
 calls ``auto(n)`` for each chunk size and writes ``OUT/rank<r>.npz`` with the
 indices it got per chunk (``chunk.indices_node``) and their prepared frames,
 masks and positions. When ptypy can be imported, ``OUT/rank<r>_ptypy.json``
@@ -22,9 +22,9 @@ from scenario import loader_pars  # noqa: E402
 from ptydask.ptyscan import EOS, Hdf5Loader  # noqa: E402
 
 
-def main(raw: str, out: str, chunks: list[int]) -> None:
+def main(raw: str, out: str, chunks: list[int], load_parallel: str | None) -> None:
     comm = MPI.COMM_WORLD
-    scan = Hdf5Loader(loader_pars(raw), comm=comm, num_frames=sum(chunks))
+    scan = Hdf5Loader(loader_pars(raw), comm=comm, num_frames=sum(chunks), load_parallel=load_parallel)
     scan.initialize()
     got: dict[str, list] = {"indices": [], "data": [], "mask": [], "positions": []}
     for n in chunks:
@@ -53,4 +53,4 @@ def main(raw: str, out: str, chunks: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], [int(v) for v in sys.argv[3].split(",")])
+    main(sys.argv[1], sys.argv[2], [int(v) for v in sys.argv[3].split(",")], None if sys.argv[4] == "None" else sys.argv[4])
