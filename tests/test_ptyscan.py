@@ -640,7 +640,9 @@ def test_ptydscan_source_form_writes_a_new_ptyd(tmp_path: Path) -> None:
 
     stored = ptydask.open_ptyd(append)
     copy = tmp_path / "copy.ptyd"
-    msgs = _run(PtydScan({"dfile": str(copy), "save": "append"}, source=str(append)), 20)
+    copier = PtydScan({"dfile": str(copy), "save": "append"}, source=str(append))
+    assert copier.info.reprocess is False  # nothing asked: the stored frames as stored
+    msgs = _run(copier, 20)
     assert msgs[-1] == EOS
     again = ptydask.open_ptyd(copy)
     np.testing.assert_array_equal(again["data"].values, stored["data"].values)
@@ -648,7 +650,9 @@ def test_ptydscan_source_form_writes_a_new_ptyd(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ptydask.meta_of(again)["center"], ptydask.meta_of(stored)["center"])
     # geometry given: re-prepared from the stored frames (centre defaults to the source's meta)
     small = tmp_path / "small.ptyd"
-    _run(PtydScan({"dfile": str(small), "save": "append", "shape": 32, "rebin": 2}, source=str(append)), 100)
+    smaller = PtydScan({"dfile": str(small), "save": "append", "shape": 32, "rebin": 2}, source=str(append))
+    assert smaller.info.reprocess is True
+    _run(smaller, 100)
     m = ptydask.meta_of(stored)
     ref = prepare(stored, shape=32, center=tuple(m["center"]), auto_center=False, rebin=2)
     np.testing.assert_array_equal(ptydask.open_ptyd(small)["data"].values, ref["data"].values)

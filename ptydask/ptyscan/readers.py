@@ -35,6 +35,7 @@ def _reprocessing_pars(given: Param, source: str) -> Param:
             raise FormatError(f"{source}: the .ptyd holds no data yet (no chunks/0); PtydScan source refused")
     from ..ptyd.reader import open_ptyd
 
+    given["reprocess"] = bool(given.get("reprocess")) or any(given.get(k) is not None for k in _REPREPARE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a partial source (no meta/num_frames yet) is fine here
         meta = meta_of(open_ptyd(source))
@@ -45,7 +46,6 @@ def _reprocessing_pars(given: Param, source: str) -> Param:
     if dfile and os.path.realpath(dfile) == os.path.realpath(source):
         stem, ext = os.path.splitext(str(dfile))
         given["dfile"] = f"{stem}_n{ext}"  # as ptypy: never write into the source
-    given["reprocess"] = bool(given.get("reprocess")) or any(given.get(k) is not None for k in _REPREPARE)
     given["source"] = "file"
     return given
 
