@@ -19,6 +19,10 @@ preprocessing parameters are used) or inline (``source``, ``key``, ``spec``
     # or: u.Param(name='PtydaskScan', source='raw.h5', key='entry/data', shape=128, center=None,
     #             spec='{"positions": {"slow_key": "entry/y", "fast_key": "entry/x"}}')
 
+:func:`register` also registers ptydask's :class:`ptydask.ptyscan.Hdf5Loader` under
+ptypy's names ``Hdf5Loader`` and ``Hdf5LoaderFast``, so ``p.scans.S.data.name =
+'Hdf5Loader'`` (ptypy's own parameter tree) is prepared by ptydask.
+
 ptypy stays optional: importing ptydask (or this module) never imports
 ptypy; :func:`register` does, and returns ``None`` when ptypy is missing.
 """
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import ParameterError
-from .params.registry import defaults_text, prepare_only
+from .params.registry import defaults_text
 
 NAME = "PtydaskScan"
 _registered: dict[str, type] = {}
@@ -115,41 +119,32 @@ def build_scan(info: Any, comm: Any = None) -> Any:
 #: ``scan.data`` parameters taken from a recipe file for the PtyScan pipeline.
 _RECIPE_PTYSCAN = ("shape", "center", "auto_center", "orientation", "rebin", "rebin_mode", "min_frames", "label",
                    "version", "load_parallel")
-#: ``prepare`` keywords of a recipe passed to the PtyScan as ``prepare_options`` (the registry's).
-_RECIPE_OPTIONS = prepare_only()
 
 
 def _from_recipe(path: Any, pars: dict[str, Any], comm: Any) -> Any:
     """A ``ScanPtyScan`` for a ptydask recipe file (``ptydask.recipe``); ``save``/``dfile`` from ptypy."""
     from .ptyscan import PtydScan, ScanPtyScan
     from .recipe import load_recipe
-    from .recipe.run import open_recipe_source, prepare_kwargs
+    from .ptyscan.hdf5loader import recipe_options
+    from .recipe.run import open_recipe_source
 
     recipe = load_recipe(path)
     if recipe["name"] == "PtydScan" and recipe["source"]:
         return PtydScan(dfile=str(recipe["source"]), comm=comm)
     scan = open_recipe_source(recipe)
-    kw = prepare_kwargs(recipe, scan)
+    options, num_frames = recipe_options(recipe, scan)
     ours = {k: (tuple(recipe[k]) if isinstance(recipe[k], list) else recipe[k]) for k in _RECIPE_PTYSCAN}
-    ours["num_frames"] = kw.get("num_frames")
+    ours["num_frames"] = num_frames
     ours.update({k: pars[k] for k in ("save", "dfile", "chunk_format", "overwrite") if k in pars})
-    options = {k: kw[k] for k in _RECIPE_OPTIONS if kw.get(k) is not None}
     return ScanPtyScan(scan, ours, comm=comm, prepare_options=options)
 
 
-def register(name: str = NAME) -> Optional[type]:
-    """Register ``PtydaskScan`` (a subclass of ptypy's ``PtyScan``) with ptypy; ``None`` without ptypy."""
-    if name in _registered:
-        return _registered[name]
-    try:
-        from ptypy import experiment
-        from ptypy.core.data import PtyScan as PtypyPtyScan
-        from ptypy.utils import Param, parallel
-    except ImportError:
-        return None
+def _delegating(base: type, name: str, doc: str, build: Any) -> type:
+    """A subclass ``name`` of ptypy's ``PtyScan`` handing ``initialize()``/``auto()`` to ``build(info, comm)``."""
+    from ptypy.utils import Param, parallel
 
-    class PtydaskScan(PtypyPtyScan):
-        __doc__ = _DOC
+    class Delegating(base):  # type: ignore[misc, valid-type]
+        __doc__ = doc
 
         def __init__(self, pars: Any = None, **kwargs: Any):
             super().__init__(pars, **kwargs)
@@ -157,7 +152,7 @@ def register(name: str = NAME) -> Optional[type]:
 
         def initialize(self) -> None:
             comm = parallel.comm if parallel.size > 1 else None
-            self._inner = build_scan(self.info, comm=comm)
+            self._inner = build(self.info, comm)
             self._inner.initialize()
             self._sync()
 
@@ -178,10 +173,45 @@ def register(name: str = NAME) -> Optional[type]:
             self.common = Param(inner.common)
             self.meta = Param(inner.meta)
 
-    PtydaskScan.__name__ = PtydaskScan.__qualname__ = name
-    cls = experiment.register(name)(PtydaskScan)
+    Delegating.__name__ = Delegating.__qualname__ = name
+    return Delegating
+
+
+def build_hdf5loader(info: Any, comm: Any = None) -> Any:
+    """ptydask's :class:`~ptydask.ptyscan.Hdf5Loader` for ptypy's ``Hdf5Loader`` parameters ``info``."""
+    from .ptyscan import Hdf5Loader
+
+    pars = {k: v for k, v in dict(info).items() if k in Hdf5Loader.DEFAULT}  # ptypy validated the tree
+    pars["name"] = "Hdf5Loader"
+    return Hdf5Loader(pars, comm=comm)
+
+
+#: ptypy names served by ptydask classes besides ``PtydaskScan`` (``scans.X.data.name``).
+PTYPY_NAMES = ("Hdf5Loader", "Hdf5LoaderFast")
+
+
+def register(name: str = NAME) -> Optional[type]:
+    """Register ``PtydaskScan`` and ptydask's ``Hdf5Loader`` (under ptypy's names ``Hdf5Loader`` and
+    ``Hdf5LoaderFast``) with ptypy; returns the ``PtydaskScan`` class, ``None`` without ptypy.
+
+    Call it after ptypy's own ptyscan modules are loaded (``ptypy.load_all()``), which would
+    otherwise register ptypy's ``Hdf5Loader`` again over ptydask's.
+    """
+    if name in _registered:
+        return _registered[name]
+    try:
+        from ptypy import experiment
+        from ptypy.core.data import PtyScan as PtypyPtyScan
+    except ImportError:
+        return None
+    from .ptyscan import Hdf5Loader
+
+    for ptypy_name in PTYPY_NAMES:
+        experiment.register(ptypy_name)(_delegating(PtypyPtyScan, ptypy_name, Hdf5Loader.__doc__ or "",
+                                                    build_hdf5loader))
+    cls = experiment.register(name)(_delegating(PtypyPtyScan, name, _DOC, build_scan))
     _registered[name] = cls
     return cls
 
 
-__all__ = ["register", "build_scan", "load_spec", "NAME"]
+__all__ = ["register", "build_scan", "build_hdf5loader", "load_spec", "NAME", "PTYPY_NAMES"]

@@ -304,3 +304,84 @@ def test_ptypy_reads_live_writer_files(tmp_path: Path, save: str) -> None:
     np.testing.assert_array_equal(got["positions"], pos)
     np.testing.assert_allclose(got["center"], [4.0, 3.5])
     assert int(got["num_frames"]) == 9 and str(got["label"]) == "lw"
+
+
+def _relink_absolute(master: Path, folder: Path) -> list[str]:
+    """Replace the master's part links by absolute paths into ``folder`` (what ptypy writes for an absolute dfile)."""
+    with h5py.File(master, "r+") as f:
+        names = list(f["chunks"])
+        for name in names:
+            link = f["chunks"].get(name, getlink=True)
+            target = str((folder / Path(link.filename).name).resolve())
+            del f["chunks"][name]
+            f["chunks"][name] = h5py.ExternalLink(target, link.path)
+    return names
+
+
+def _link_file(tmp_path: Path, n: int, total: int) -> tuple[Path, np.ndarray]:
+    frames = np.arange(n * 16, dtype=np.float64).reshape(n, 4, 4)
+    pos = np.stack([np.arange(n) * 1e-7, np.arange(n) * 2e-7], axis=1)
+    meta = {"version": 0.1, "num_frames": total, "label": None, "shape": (4, 4), "psize": (1e-5, 1e-5),
+            "energy": 5.0, "center": (2.0, 2.0), "distance": 1.5}
+    w = LiveWriter(tmp_path / "live.ptyd", "link")
+    w.start({"x": 1})
+    for s in range(0, n, 3):
+        e = min(n, s + 3)
+        w.write_chunk(frames[s:e], np.ones((e - s, 4, 4), bool), pos[s:e], range(s, e), meta if s == 0 else None)
+    return tmp_path / "live.ptyd", frames
+
+
+def test_partial_link_file_with_absolute_part_links_in_its_folder_is_followed(tmp_path: Path) -> None:
+    master, frames = _link_file(tmp_path, 6, 10)
+    _relink_absolute(master, tmp_path)
+    scan = PtydScan(dfile=str(master), retries=0)
+    scan.initialize()
+    assert scan.num_frames == scan.info.num_frames == 10  # the expected count, as ptypy
+    pkg = scan.auto(100)
+    np.testing.assert_array_equal(np.array([it["data"] for it in pkg["iterable"]]), frames)
+    assert scan.check(5) == (0, None)  # ptypy: end of scan left to auto(), from num_frames
+    assert scan.auto(100) == WAIT
+
+
+def test_absolute_part_links_outside_the_folder_stay_refused(tmp_path: Path) -> None:
+    master, _ = _link_file(tmp_path, 6, 6)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for part in tmp_path.glob("live.ptyd.*"):
+        part.rename(elsewhere / part.name)
+    _relink_absolute(master, elsewhere)
+    with pytest.raises(ptydask.errors.FormatError, match="outside the master file's folder"):
+        ptydask.open_ptyd(master)
+
+
+PTYPY_LIVE = textwrap.dedent(
+    """
+    import os, sys
+    from ptypy import utils as u
+    from ptypy.core.data import MoonFlowerScan
+    u.verbose.set_level("error")
+    ms = MoonFlowerScan(u.Param(dfile=os.path.abspath(sys.argv[1]), save="link", shape=32, num_frames=20,
+                                psize=1e-5, energy=1.0, distance=1.0))
+    ms.initialize()
+    ms.auto(12)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_ptypy(), reason="ptypy not importable (set PTYPY_SRC to a ptypy checkout)")
+def test_ptypy_live_link_file_with_absolute_dfile_is_read(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    if PTYPY_SRC:
+        env["PYTHONPATH"] = PTYPY_SRC + os.pathsep + env.get("PYTHONPATH", "")
+    (tmp_path / "w.py").write_text(PTYPY_LIVE)
+    subprocess.run([sys.executable, "w.py", "mf.ptyd"], check=True, env=env, cwd=tmp_path, capture_output=True,
+                   timeout=300)
+    with h5py.File(tmp_path / "mf.ptyd") as f:
+        assert all(Path(f["chunks"].get(k, getlink=True).filename).is_absolute() for k in f["chunks"])
+    scan = PtydScan(dfile=str(tmp_path / "mf.ptyd"), retries=0)
+    scan.initialize()
+    assert scan.info.num_frames == 20
+    pkg = scan.auto(100)
+    assert len(pkg["iterable"]) == 12
+    assert scan.auto(100) == WAIT

@@ -628,3 +628,83 @@ def test_parse_defaults_reads_ptypy_docstrings() -> None:
     loader = parse_defaults(doc(src / "experiment" / "hdf5_loader.py", "Hdf5Loader"))
     assert loader["name"] == "Hdf5Loader" and loader["intensities"] == {"file": None, "key": None}
     assert loader["normalisation"]["sigma"] == 3 and loader["positions"]["bounding_box"]["slow_axis_bounds"] is None
+
+
+def test_ptydscan_source_form_writes_a_new_ptyd(tmp_path: Path) -> None:
+    """ptypy's ``PtydScan(pars, source=path)``: read ``source``, save to ``dfile``; given geometry re-prepares."""
+    append = FIXTURES / "moonflower_append.ptyd"
+    if not append.exists():
+        pytest.skip("fixtures not found")
+    import ptydask
+    from ptydask.steps import prepare
+
+    stored = ptydask.open_ptyd(append)
+    copy = tmp_path / "copy.ptyd"
+    copier = PtydScan({"dfile": str(copy), "save": "append"}, source=str(append))
+    assert copier.info.reprocess is False  # nothing asked: the stored frames as stored
+    msgs = _run(copier, 20)
+    assert msgs[-1] == EOS
+    again = ptydask.open_ptyd(copy)
+    np.testing.assert_array_equal(again["data"].values, stored["data"].values)
+    np.testing.assert_array_equal(again["positions"].values, stored["positions"].values)
+    np.testing.assert_array_equal(ptydask.meta_of(again)["center"], ptydask.meta_of(stored)["center"])
+    # geometry given: re-prepared from the stored frames (centre defaults to the source's meta)
+    small = tmp_path / "small.ptyd"
+    smaller = PtydScan({"dfile": str(small), "save": "append", "shape": 32, "rebin": 2}, source=str(append))
+    assert smaller.info.reprocess is True
+    _run(smaller, 100)
+    m = ptydask.meta_of(stored)
+    ref = prepare(stored, shape=32, center=tuple(m["center"]), auto_center=False, rebin=2)
+    np.testing.assert_array_equal(ptydask.open_ptyd(small)["data"].values, ref["data"].values)
+    # never writes into its source; a source without data is refused by name
+    same = PtydScan({"dfile": str(append)}, source=str(append))
+    assert same.info.dfile.endswith("moonflower_append_n.ptyd") and same.path == str(append)
+    empty = tmp_path / "empty.ptyd"
+    with h5py.File(empty, "w") as f:
+        f.create_group("chunks")
+    with pytest.raises(OSError, match="empty.ptyd.*no data"):
+        PtydScan({"dfile": str(tmp_path / "x.ptyd")}, source=str(empty))
+
+
+def test_defaults_sections_render_the_parameter_table() -> None:
+    """PtyScan/Hdf5Loader carry ptypy-style ``Defaults:`` sections (for ptypy's parse_doc) with ptydask's defaults."""
+    from ptydask.ptyscan import PTYSCAN_DEFAULTS, Hdf5Loader, parse_defaults
+    from ptydask.recipe.table import PARAMS
+
+    d = parse_defaults(PtyScan.__doc__)
+    assert {k: d[k] for k in PTYSCAN_DEFAULTS} == PTYSCAN_DEFAULTS and set(d) == set(PTYSCAN_DEFAULTS)
+    h = parse_defaults(Hdf5Loader.__doc__)
+    for p in PARAMS:
+        if p.path in ("name", "source"):
+            continue
+        node = h
+        for part in p.path.split("."):
+            node = node[part]
+        expected = p.default_for("Hdf5Loader")
+        assert node == (list(expected) if isinstance(expected, tuple) else expected), p.path
+    assert h["name"] == Hdf5Loader.DEFAULT.name == "Hdf5Loader" and Hdf5Loader.DEFAULT.intensities.file is None
+
+
+def test_defaults_sections_parse_in_ptypys_descriptor() -> None:
+    import os
+    import subprocess
+    import sys
+
+    ptypy_src = os.environ.get("PTYPY_SRC", "")
+    if not (ptypy_src and (Path(ptypy_src) / "ptypy").is_dir()):
+        pytest.skip("ptypy source not available (set PTYPY_SRC)")
+
+    code = ("from ptypy.utils.descriptor import EvalDescriptor\n"
+            "from ptydask.ptyscan import PtyScan, Hdf5Loader, PTYSCAN_DEFAULTS, parse_defaults\n"
+            "for cls in (PtyScan, Hdf5Loader):\n"
+            "    root = EvalDescriptor('root')\n"
+            "    root.parse_doc('scandata.X', True)(type('X', (object,), {'__doc__': cls.__doc__}))\n"
+            "    got = root['scandata.X'].make_default(depth=99)\n"
+            "    want = parse_defaults(cls.__doc__)\n"
+            "    assert set(got) == set(want), set(got) ^ set(want)\n"
+            "    for k, v in want.items():\n"
+            "        assert (dict(got[k]) if hasattr(got[k], 'items') else got[k]) == v or not isinstance(v, dict) "
+            "and list(got[k]) == v, (k, got[k], v)\n")
+    env = dict(os.environ, PYTHONPATH=ptypy_src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]

@@ -314,20 +314,22 @@ def children(group: str) -> list[str]:
     return list(node)
 
 
-def _ptypy_type(p: Param) -> str:
-    """ptypy's ``type`` of a parameter (its ``Defaults:`` vocabulary)."""
-    kind = p.kind
-    if isinstance(kind, Flag):
-        return "bool"
-    if isinstance(kind, Integer):
-        return "int"
-    if isinstance(kind, NumberOrPair):
-        return "float, tuple"
-    if isinstance(kind, Number):
-        return "float"
-    if isinstance(kind, (Text, Choice)):
-        return "str"
-    return "int, tuple, list"
+#: ptypy's ``type`` names for each kind of value (the first class in a kind's MRO that is listed).
+PTYPY_TYPES: dict[type, str] = {
+    Flag: "bool", Integer: "int", NumberOrRef: "float, int, Param", NumberOrPair: "float, int, tuple, list",
+    Number: "float, int", Choice: "str", Orientation: "int, tuple, list, bool", Center: "str, tuple, list, array",
+    Shape: "int, tuple, list", Bounds: "tuple, list, array", IntList: "list, tuple, array",
+    PositionList: "list, tuple, array", FilePath: "str", Text: "str", ArrayLike: "array, list, tuple, Param",
+}
+
+
+def ptypy_type(p: Param, nullable: bool | None = None) -> str:
+    """ptypy's ``type`` field (its ``Defaults:`` vocabulary) of a parameter; ``, None`` when it may be
+    ``None`` (``nullable``; default: the parameter's own rule)."""
+    for cls in type(p.kind).__mro__:
+        if cls in PTYPY_TYPES:
+            return PTYPY_TYPES[cls] + (", None" if (p.nullable if nullable is None else nullable) else "")
+    raise TypeError(f"{p.path}: no ptypy type for {type(p.kind).__name__}")
 
 
 def _ptypy_default(value: Any) -> str:
@@ -341,6 +343,6 @@ def defaults_text(use: str = "plugin") -> str:
     for p in vocabulary(use):
         value = p.default_in.get(use, p.default)
         help_text = p.help or (p.doc[0].upper() + p.doc[1:] if p.doc else "")
-        lines += [f"[{p.path}]", f"default = {_ptypy_default(value)}", f"type = {_ptypy_type(p)}",
+        lines += [f"[{p.path}]", f"default = {_ptypy_default(value)}", f"type = {ptypy_type(p)}",
                   f"help = {help_text if p.path != 'name' or use != 'plugin' else ''}".rstrip(), ""]
     return "\n".join(lines)

@@ -40,6 +40,7 @@ from ..steps import prepare
 from ..steps.params import AUTO, center_of, padding_of
 from ..steps.pipeline import plan_prepare
 from .params import EOS, PREPARE_OPTIONS, PTYSCAN_DEFAULTS, WAIT, Param, check_params, is_int, parse_defaults
+from .ptypy_doc import defaults_section, with_defaults
 
 
 
@@ -232,10 +233,7 @@ class PtyScan:
     def initialize(self) -> None:
         """Load positions, weights and common data; reconcile ``num_frames``; prepare the output file."""
         p = self.info
-        if p.save is not None and self.rank == 0:
-            from ..ptyd.live_writer import LiveWriter
-
-            self._writer = LiveWriter(p.dfile, p.save, p.chunk_format, p.overwrite)
+        self._open_writer()
         everyone = p.load_parallel in ("common", "all")
         if everyone or self.rank == 0:
             positions, weight, common = self.load_positions(), self.load_weight(), self.load_common()
@@ -255,6 +253,14 @@ class PtyScan:
         _barrier(self.comm)
         self.post_initialize()
         self.is_initialized = True
+
+    def _open_writer(self) -> None:
+        """The ``.ptyd`` writer of ``save``/``dfile`` (rank 0), if saving."""
+        p = self.info
+        if p.save is not None and self.rank == 0:
+            from ..ptyd.live_writer import LiveWriter
+
+            self._writer = LiveWriter(p.dfile, p.save, p.chunk_format, p.overwrite)
 
     def _reconcile(self, positions: Any) -> None:
         p = self.info
@@ -406,7 +412,9 @@ class PtyScan:
         if chunk_positions is not None:
             at = indices.index(mine[0])
             pos = np.asarray(chunk_positions, dtype=np.float64)[at : at + len(mine)]
-        return from_arrays(data, pos, weights, energy=p.energy, distance=p.distance, psize=p.psize,
+        # energy/distance: a subclass may set self.meta (ptypy's recorded values), which then wins as in ptypy
+        energy, distance = (p[k] if self.meta.get(k) is None else self.meta[k] for k in ("energy", "distance"))
+        return from_arrays(data, pos, weights, energy=energy, distance=distance, psize=p.psize,
                            indices=np.asarray(mine, dtype=np.int64), label=p.label, version=float(p.version),
                            num_frames=self.num_frames if self.num_frames is not None else len(mine))
 
@@ -527,6 +535,13 @@ class PtyScan:
         doc = {k: v for k, v in self.info.items()}
         doc["ptydask_class"] = type(self).__name__
         return doc
+
+
+#: ptypy's ``Defaults:`` section (for ``@defaults_tree.parse_doc`` on subclasses), from the parameter table.
+PtyScan.__doc__ = with_defaults(PtyScan.__doc__, defaults_section("PtyScan", PTYSCAN_DEFAULTS, extra={
+    "overwrite": (False, "bool", "Replace an existing dfile when saving (ptypy renames it to .old)"),
+    "load_block": (None, "int, None", "Frames per load() call (default: the frames of a chunk)"),
+}))
 
 
 def pair(v: Any) -> np.ndarray:

@@ -31,7 +31,9 @@ class Param(AttrDict):
     def copy(self, depth: int = 0) -> "Param":  # noqa: ARG002 - ptypy's signature
         return Param(copy.deepcopy(dict(self)))
 
-    def update(self, other: Any = None, **kw: Any) -> None:  # type: ignore[override]
+    def update(self, other: Any = None, in_place_depth: int = 0, Convert: bool = False,  # noqa: N803 - ptypy's
+               **kw: Any) -> None:  # type: ignore[override]
+        """Deep update (nested mappings merged); ``in_place_depth``/``Convert`` accepted as ptypy's, no effect."""
         for src in (other or {}), kw:
             for key, value in dict(src).items():
                 if isinstance(value, Mapping) and isinstance(self.get(key), Mapping):
@@ -39,8 +41,9 @@ class Param(AttrDict):
                     inner.update(value)
                     value = inner
                 elif isinstance(value, Mapping):
-                    value = Param(value)
-                    value.update({})
+                    inner = Param()
+                    inner.update(value)  # nested mappings become Params too
+                    value = inner
                 dict.__setitem__(self, key, value)
 
 
@@ -98,10 +101,11 @@ def is_int(v: Any) -> bool:
 def check_params(p: Mapping[str, Any], known: Mapping[str, Any]) -> None:
     """Validate ``scan.data`` parameters up front; raise :class:`ParameterError` naming the key.
 
-    Unknown keys are refused (with the nearest known one); each parameter of the registry's
-    ``ptyscan`` vocabulary is checked by its registry kind; keys a subclass declares are its own.
+    Unknown keys are refused (with the nearest known one), except an empty group (ptypy trees often
+    carry ``intensities = Param()``, which sets nothing); each parameter of the registry's ``ptyscan``
+    vocabulary is checked by its registry kind; keys a subclass declares are its own.
     """
-    unknown = sorted(set(p) - set(known))
+    unknown = sorted(k for k in set(p) - set(known) if not (isinstance(p[k], Mapping) and not p[k]))
     if unknown:
         key = unknown[0]
         close = difflib.get_close_matches(key, list(known), n=1)

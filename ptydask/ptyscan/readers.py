@@ -21,6 +21,35 @@ from .params import Param
 
 # --------------------------------------------------------------------------- Scan-backed classes
 
+#: parameters that, given with a ``source``, re-prepare the stored frames (ptypy's "manipulate").
+_REPREPARE = ("shape", "center", "auto_center", "rebin", "orientation")
+
+
+def _reprocessing_pars(given: Param, source: str) -> Param:
+    """ptypy's ``PtydScan(pars, source=path)``: the source's meta as defaults, ``dfile`` != source."""
+    import h5py
+
+    if not os.path.exists(source):
+        raise FormatError(f"{source}: no such file (PtydScan source)")
+    with h5py.File(source, "r") as f:
+        if "chunks/0" not in f:
+            raise FormatError(f"{source}: the .ptyd holds no data yet (no chunks/0); PtydScan source refused")
+    from ..ptyd.reader import open_ptyd
+
+    given["reprocess"] = bool(given.get("reprocess")) or any(given.get(k) is not None for k in _REPREPARE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a partial source (no meta/num_frames yet) is fine here
+        meta = meta_of(open_ptyd(source))
+    for key in ("shape", "center", "psize", "energy", "distance", "label", "version"):
+        if key not in given:  # as ptypy: the source's meta, unless given
+            given[key] = list(meta[key]) if isinstance(meta[key], (tuple, np.ndarray)) else meta[key]
+    dfile = given.get("dfile")
+    if dfile and os.path.realpath(dfile) == os.path.realpath(source):
+        stem, ext = os.path.splitext(str(dfile))
+        given["dfile"] = f"{stem}_n{ext}"  # as ptypy: never write into the source
+    given["source"] = "file"
+    return given
+
 
 class ScanPtyScan(PtyScan):
     """A ``PtyScan`` serving an existing lazy Scan (e.g. from :func:`ptydask.sources.open_frames`).
@@ -107,8 +136,13 @@ class ScanPtyScan(PtyScan):
 
 
 class PtydScan(ScanPtyScan):
-    """Read a ``.ptyd`` (``dfile``) chunk by chunk, also while it grows (ptyd-format.md §4).
+    """Read a ``.ptyd`` chunk by chunk, also while it grows (ptyd-format.md §4).
 
+    ``source`` None or ``'file'``: read ``dfile`` itself. ``source`` a path
+    (ptypy's re-processing form, ``PtydScan(pars, source=path)``): read that
+    file and save to ``dfile`` (with ``save``); the geometry defaults to the
+    source's meta, and giving any of ``shape``, ``center``, ``auto_center``,
+    ``rebin``, ``orientation`` re-prepares the stored frames with them.
     ``auto(frames)`` hands out the stored frames as stored (no parameter is
     re-applied unless ``reprocess=True``, which runs ``prepare`` with the given
     parameters); ``meta`` comes from the file. An incomplete file gives its
@@ -119,17 +153,21 @@ class PtydScan(ScanPtyScan):
     DEFAULT = Param({"name": "PtydScan", "source": "file", "reprocess": False, "retries": 20})
 
     def __init__(self, pars: Optional[Mapping[str, Any]] = None, comm: Any = None, **kwargs: Any):
-        super().__init__(None, pars, comm, **kwargs)
-        if not self.info.dfile:
+        given = Param()
+        given.update(pars or {})
+        given.update(kwargs)
+        source = given.get("source")
+        if source is not None and str(source) != "file":
+            given = _reprocessing_pars(given, str(source))
+        super().__init__(None, given, comm)
+        self.path = self.info.dfile if source is None or str(source) == "file" else str(source)
+        if not self.path:
             raise ParameterError("dfile: required, the .ptyd file to read")
-        if self.info.source not in ("file", None):
-            raise ParameterError(f"source: only 'file' (read dfile as stored) is supported, got {self.info.source!r}; "
-                                 "to reprocess, pass reprocess=True")
 
     def _reopen(self) -> None:
         from ..ptyd.reader import open_ptyd
 
-        path = self.info.dfile
+        path = self.path
         if self.scan is None and not os.path.exists(path):
             raise FormatError(f"{path}: no such file")
         unknown_end, fresh = False, False
@@ -154,10 +192,14 @@ class PtydScan(ScanPtyScan):
                     continue
                 self.meta[key] = m[key]
             self.num_frames = None if unknown_end else m["num_frames"]
-            self.meta["num_frames"] = self.num_frames
+            self.meta["num_frames"] = self.info.num_frames = self.num_frames  # as ptypy: the expected count
 
     def initialize(self) -> None:
         self._reopen()
+        if self.path != self.info.dfile:
+            self._open_writer()  # the re-processing form saves to dfile
+            if self._writer is not None:
+                self._writer.start(self._info_doc())
         self.is_initialized = True
         self.post_initialize()
 
@@ -169,9 +211,9 @@ class PtydScan(ScanPtyScan):
             return 0, False
         present = self.scan.sizes["frame"]
         accessible = max(0, min(frames, present - start))
-        if self.num_frames is None:  # meta/num_frames not written yet: the end cannot be known
+        if self.num_frames is None:  # meta/num_frames not written yet: the end cannot be known (ptypy aborts)
             return accessible, False
-        return accessible, start + accessible >= self.num_frames
+        return accessible, None  # as ptypy: auto() ends the scan at num_frames
 
     def auto(self, frames: int) -> Any:
         if self.comm is not None and self.rank != 0:

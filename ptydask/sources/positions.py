@@ -77,6 +77,8 @@ def _read_axes(spec: Any, default_file: str | None, file_positions: np.ndarray |
             axis = file_positions[:, 0 if name == "slow" else 1]
         else:
             raise ParameterError(f"positions: {name}_key (or {name}) is required when positions are given as a dict")
+        if axis.ndim > 2:  # as ptypy's Hdf5Loader: (A, B, 1, 1) -> (A, B)
+            axis = np.squeeze(axis)
         index = spec.get(f"{name}_index")
         if index is not None:
             if axis.ndim < 2 or not -axis.shape[1] <= index < axis.shape[1]:

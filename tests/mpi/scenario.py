@@ -42,3 +42,16 @@ def tiny_scan():
 
     frames = np.arange(2 * 4 * 4, dtype=np.float32).reshape(2, 4, 4)
     return from_arrays(frames, [[0.0, 1e-6], [2e-6, 3e-6]], energy=8.0, distance=5.0, psize=75e-6, chunks=2)
+
+
+def loader_pars(path: str | Path) -> dict:
+    """ptypy ``Hdf5Loader`` parameters of the raw file (fixed centre: the same frames serially and under MPI)."""
+    path = str(path)
+    return {
+        "intensities": {"file": path, "key": KEYS["frames"]},
+        "positions": {"file": path, "slow_key": KEYS["y"], "fast_key": KEYS["x"]},
+        "recorded_energy": {"file": path, "key": KEYS["energy"]},
+        "recorded_distance": {"file": path, "key": KEYS["distance"]},
+        "recorded_psize": {"file": path, "key": KEYS["psize"]},
+        "shape": 32, "center": [27.0, 21.0], "auto_center": False, "rebin": 2,
+    }
