@@ -26,8 +26,7 @@ from .errors import (
     SourceError,
 )
 
-#: The one place the version is written (setuptools reads it from here: ``[tool.setuptools.dynamic]``).
-__version__ = "0.1.0"
+from .version import __version__
 
 #: Public name -> the submodule that defines it, imported when the name is first looked up.
 LAZY = {

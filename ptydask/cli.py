@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
+from .version import __version__
 from .errors import PtydaskError
 
 #: Where the recipe parameters and the example recipes are documented (both exist whatever the install).

@@ -669,7 +669,7 @@ def test_ptydscan_source_form_writes_a_new_ptyd(tmp_path: Path) -> None:
 def test_defaults_sections_render_the_parameter_table() -> None:
     """PtyScan/Hdf5Loader carry ptypy-style ``Defaults:`` sections (for ptypy's parse_doc) with ptydask's defaults."""
     from ptydask.ptyscan import PTYSCAN_DEFAULTS, Hdf5Loader, parse_defaults
-    from ptydask.recipe.table import PARAMS
+    from ptydask.params.registry import RECIPE_PARAMS as PARAMS
 
     d = parse_defaults(PtyScan.__doc__)
     assert {k: d[k] for k in PTYSCAN_DEFAULTS} == PTYSCAN_DEFAULTS and set(d) == set(PTYSCAN_DEFAULTS)

@@ -8,12 +8,10 @@ the :class:`~ptydask.ptyd.layout.BlockWriter` of the file. It also identifies it
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
 import os
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from ..blocks import block_ranges
+from ..version import __version__
 from ..errors import GeometryError, ScanError
 from ..scan import meta_of, validate_scan
 from .layout import BlockWriter
@@ -77,7 +76,7 @@ class PtydPlan:
         k = min(o.frames_per_hdf5_chunk, n)
         info = documentable({
             **(scan.attrs.get("info") or {}),
-            "writer": f"{_PKG} {_version()}",
+            "writer": f"ptydask {__version__}",
             "save": o.save,
             "chunk_format": o.chunk_format,
             "dfile": self.path.name,
@@ -173,14 +172,3 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-#: The distribution whose name and version document every file written.
-_PKG = __name__.split(".")[0]
-
-
-@functools.lru_cache(maxsize=1)
-def _version() -> str:
-    """The installed version of ptydask (its package metadata: pyproject.toml's ``version``)."""
-    try:
-        return metadata.version(_PKG)
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
