@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..errors import OutputExistsError, PtydaskError
+from ..errors import OutputExistsError, PtydaskError, ScanError
 from ..onepass import prepare_to_ptyd
 from ..params.registry import vocabulary
 from ..ptyd import open_ptyd
@@ -37,12 +37,14 @@ def _tuple(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
-def _ref(recipe: Recipe, group: str, *extra: str) -> dict[str, Any] | None:
-    """``{file, key, ...}`` of a reference group, or ``None`` when its key is not set."""
+def _ref(recipe: Recipe, group: str, *extra: str, given_only: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """``{file, key, ...}`` of a reference group, or ``None`` when its key is not set; the ``given_only``
+    keys only where the recipe sets them (a ``multiplier`` left out lets the file's ``units`` count)."""
     if recipe[f"{group}.key"] is None:
         return None
     ref = {"file": recipe[f"{group}.file"] or recipe["intensities.file"], "key": recipe[f"{group}.key"]}
     ref.update({k: recipe[f"{group}.{k}"] for k in extra})
+    ref.update({k: recipe[f"{group}.{k}"] for k in given_only if recipe.given(f"{group}.{k}")})
     return ref
 
 
@@ -66,7 +68,7 @@ def source_spec(recipe: Recipe) -> dict[str, Any]:
     """Keyword arguments of :func:`ptydask.sources.open_frames` (without source and key)."""
     spec: dict[str, Any] = {
         "positions": _positions(recipe),
-        "mask": _ref(recipe, "mask", "invert") or False,
+        "mask": _ref(recipe, "mask", "invert"),  # none named: the file's own mask, if it has one
         "dark": _ref(recipe, "darkfield"),
         "flat": _ref(recipe, "flatfield"),
         "normalisation": _ref(recipe, "normalisation"),
@@ -80,12 +82,33 @@ def source_spec(recipe: Recipe) -> dict[str, Any]:
     if recipe["frameorder.indices"] is not None:
         spec["frameorder"] = {"indices": recipe["frameorder.indices"]}
     for q in GEOMETRY:
-        rec = _ref(recipe, f"recorded_{q}", "multiplier", *(("offset",) if q == "energy" else ()))
+        rec = _ref(recipe, f"recorded_{q}", *(("offset",) if q == "energy" else ()), given_only=("multiplier",))
         if rec is not None:  # ptypy's Hdf5Loader: a recorded value replaces the parameter
             spec[f"recorded_{q}"] = rec
-        else:
+        elif recipe.given(q):  # else what the file knows, else the default (open_recipe_source)
             spec[q] = _tuple(recipe[q])
     return {k: v for k, v in spec.items() if v is not None}
+
+
+def _geometry_defaults(scan: xr.Dataset, recipe: Recipe) -> None:
+    """Where neither the recipe nor the file gives a geometry value, the recipe's default (ptypy's);
+    ``info['<quantity>_from']`` says for each where its value came from."""
+    info = scan.attrs.setdefault("info", {})
+    for q in GEOMETRY:
+        if recipe.given(q):
+            info[f"{q}_from"] = f"{recipe.values[q].origin} ({recipe.where})"
+        elif scan.attrs.get(q) is None:
+            value = _tuple(recipe[q])
+            scan.attrs[q] = (float(value), float(value)) if q == "psize" and not isinstance(value, tuple) else value
+            info[f"{q}_from"] = "default"
+
+
+def check_positions(scan: xr.Dataset, recipe: Recipe) -> None:
+    """A scan without positions cannot be written: say which keys give them, before any work."""
+    if "positions" not in scan:
+        raise ScanError(f"{recipe.where}: positions: the scan has none: {recipe['intensities.file']} holds no scan "
+                        "positions; set positions.slow_key and positions.fast_key (and positions.file if they are "
+                        "in another file), or positions_theory")
 
 
 def prepare_kwargs(recipe: Recipe, scan: xr.Dataset) -> dict[str, Any]:
@@ -158,8 +181,10 @@ def open_recipe_source(recipe: Recipe) -> xr.Dataset:
         )
     else:
         scan = open_frames(recipe["intensities.file"], recipe["intensities.key"], **source_spec(recipe))
+        _geometry_defaults(scan, recipe)
         if recipe["positions_theory"] is not None:
             scan = _with_theory(scan, recipe["positions_theory"], recipe.where)
+        check_positions(scan, recipe)
     scan.attrs["info"] = {**(scan.attrs.get("info") or {}), **_recipe_info(recipe)}
     return _blocks(scan, recipe["frames_per_block"])
 
