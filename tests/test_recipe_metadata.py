@@ -165,3 +165,16 @@ def test_missing_positions_fail_the_dry_run_in_one_line(real_data, tmp_path: Pat
     assert not (tmp_path / "o.ptyd").exists()
     with pytest.raises(ScanError, match="positions_theory"):
         run_recipe(json.loads(recipe.read_text()) | {"dfile": str(tmp_path / "o.ptyd")})
+
+
+@pytest.mark.parametrize("extra", [{"shape": 10**6}, {"shape": 64, "padding": [10**5, 10**5, 10**5, 10**5]}])
+def test_frames_too_large_for_memory_are_refused_by_the_dry_run(real_data, tmp_path: Path, capsys, extra) -> None:
+    """A ROI or padding bigger than memory: one line naming the parameter, at --dry-run, not a MemoryError."""
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"intensities": {"file": str(real_data / R)}, **extra}))
+    for more in (["--dry-run"], []):
+        assert main(["prepare", str(recipe), "--dfile", str(tmp_path / "o.ptyd"), *more]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        name = "padding" if "padding" in extra else "shape"
+        assert len(err) == 1 and f"{name}: " in err[0] and "GiB" in err[0] and "fit this machine" in err[0]
+    assert not (tmp_path / "o.ptyd").exists()

@@ -24,6 +24,7 @@ from ..params.registry import vocabulary
 from ..ptyd import open_ptyd
 from ..sources import open_frames
 from ..steps import prepare
+from ..steps.pipeline import plan_prepare
 from .load import load_recipe
 from .model import Recipe, error
 
@@ -258,7 +259,9 @@ def run_recipe(
         if dry_run:
             from .plan import render_plan
 
-            return RecipeResult(path, plan=render_plan(recipe, open_recipe_source(recipe), out))
+            raw = open_recipe_source(recipe)
+            plan_prepare(raw, **prepare_kwargs(recipe, raw))  # every check of prepare; reads no frame
+            return RecipeResult(path, plan=render_plan(recipe, raw, out))
         if path.exists() and not overwrite:  # before any expensive step
             raise OutputExistsError(f"{path}: exists; pass overwrite=True (CLI: --overwrite) to replace it")
         scan = open_recipe_source(recipe)

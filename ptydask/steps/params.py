@@ -8,6 +8,7 @@ and what is allowed.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -24,6 +25,8 @@ MAX_REBIN = param("rebin").kind.hi
 MIN_SIDE = param("shape").kind.lo
 
 AUTO = "auto"
+#: The largest share of this machine's memory one prepared (float64) frame may need.
+MAX_FRAME_SHARE = 1 / 8
 
 
 def _is_int(v: Any) -> bool:
@@ -155,6 +158,30 @@ class Geometry:
         else:
             c = (float(center[0]), float(center[1]))
         return (c[0] / self.rebin, c[1] / self.rebin)
+
+
+def machine_memory() -> int:
+    """Physical memory of this machine, bytes (16 GiB where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not Linux/macOS
+        return 16 * 2**30
+
+
+def check_frame_sizes(geom: Geometry, shape: Any, padding: Any) -> None:
+    """Refuse a ROI or padding whose frames could not be held in memory, before anything is built.
+
+    A prepared frame is float64 (padding and corrections promote it); one frame may take at most
+    :data:`MAX_FRAME_SHARE` of the machine's memory, as a block holds several.
+    """
+    limit = machine_memory() * MAX_FRAME_SHARE
+    for name, value, (rows, cols) in (("padding", padding, geom.padded), ("shape", shape, geom.roi)):
+        need = rows * cols * 8
+        if need > limit:
+            raise ParameterError(
+                f"{name}: {value!r} makes {rows} x {cols} frames of float64, {need / 2**30:.3g} GiB each; "
+                f"at most {limit / 2**30:.3g} GiB per frame fit this machine ({machine_memory() / 2**30:.3g} GiB) "
+                f"-- the detector frames are {geom.frame_shape[0]} x {geom.frame_shape[1]} pixels")
 
 
 def flag_of(name: str, value: Any) -> bool:

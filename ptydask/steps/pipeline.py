@@ -21,6 +21,7 @@ from .inputs import Inputs, gather
 from .params import (
     AUTO,
     Geometry,
+    check_frame_sizes,
     center_of,
     flag_of,
     frames_to_keep,
@@ -187,6 +188,7 @@ def plan_prepare(scan: xr.Dataset, *, combine: Optional[Combine] = None, **param
     pads = padding_of(p["padding"])
     roi, square_note = roi_shape(p["shape"], padded_shape(frame_shape, pads))
     geom = Geometry(frame_shape, pads, roi, Orientation.parse(p["orientation"]), rebin_of(p["rebin"], roi))
+    check_frame_sizes(geom, p["shape"], p["padding"])
     rebin_mode = p["rebin_mode"]
     if rebin_mode not in REBIN_MODES:
         raise ParameterError(f"rebin_mode: expected one of {REBIN_MODES}, got {rebin_mode!r}")
