@@ -344,10 +344,13 @@ def test_partial_link_file_with_absolute_part_links_in_its_folder_is_followed(tm
 
 
 def test_absolute_part_links_outside_the_folder_stay_refused(tmp_path: Path) -> None:
-    master, _ = _link_file(tmp_path, 6, 6)
+    """The allowed folder is the master's and what lies below it (ptydask's one link policy); parts
+    moved to a sibling folder are outside it."""
+    (tmp_path / "scan").mkdir()
+    master, _ = _link_file(tmp_path / "scan", 6, 6)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    for part in tmp_path.glob("live.ptyd.*"):
+    for part in (tmp_path / "scan").glob("live.ptyd.*"):
         part.rename(elsewhere / part.name)
     _relink_absolute(master, elsewhere)
     with pytest.raises(ptydask.errors.FormatError, match="outside the master file's folder"):
