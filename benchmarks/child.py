@@ -87,7 +87,9 @@ def _warm_up_ptydask() -> None:
 
 
 def ptydask(recipe: str, cluster: int = 0, fast_read: bool = True) -> dict:
-    os.environ["PTYDASK_FAST_READ"] = "1" if fast_read else "0"
+    import dask
+
+    dask.config.set({"ptydask.fast-read": bool(fast_read)})
     from ptydask.recipe import run_recipe
 
     _warm_up_ptydask()

@@ -36,7 +36,7 @@ E2E_LABELS = {
     "floor": "I/O floor: plain h5py read_direct by blocks + write the same output bytes",
     "ptydask": "ptydask `run_recipe` in-process (open_frames -> prepare -> to_ptyd)",
     "ptydask_cli": "`ptydask prepare recipe.json` whole command (interpreter start included)",
-    "ptydask_h5py_decode": "ptydask in-process, raw-chunk decoding off (`PTYDASK_FAST_READ=0`: HDF5 decodes)",
+    "ptydask_h5py_decode": "ptydask in-process, raw-chunk decoding off (`ptydask.fast-read: false`: HDF5 decodes)",
     "numpy": "hand-written per-frame h5py + numpy loop, same steps",
     "ptypy": "ptypy's own PtyScan pipeline (minimal subclass driver), whole process",
 }

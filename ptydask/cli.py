@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--overwrite", action="store_true", help="replace an existing output")
     prep.add_argument("--dry-run", action="store_true", help="print the resolved plan and write nothing")
     prep.add_argument("--resume", action="store_true", help="continue an interrupted append run")
+    prep.add_argument("--format", choices=["ptyd", "cxi"], default="ptyd", dest="output_format",
+                      help="write a ptypy .ptyd (default) or a CXI file (PyNX, cdtools, ptychodus)")
     prep.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="progress bar (default: when stderr is a terminal)")
     prep.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
@@ -101,7 +103,7 @@ def _prepare(args: argparse.Namespace) -> int:
         warnings.showwarning = _show_warning
         recipe = load_recipe(args.recipe, overrides=args.set, dfile=args.dfile)
         result = run_recipe(recipe, dry_run=args.dry_run, resume=args.resume, overwrite=args.overwrite,
-                            progress=args.progress)
+                            progress=args.progress, output_format=args.output_format)
     if result.plan is not None:
         print(result.plan)
     print(result.summary())

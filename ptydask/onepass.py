@@ -27,6 +27,7 @@ import xarray as xr
 
 from .execution import Runner, resolve_runner
 from .execution.passes import fail
+from .progress import one_report
 from .ptyd import WriteOptions
 from .ptyd.plan import PtydPlan
 from .ptyd.writer import write_scan
@@ -38,6 +39,7 @@ __all__ = ["prepare_to_ptyd"]
 log = logging.getLogger(__name__)
 
 
+@one_report()
 def prepare_to_ptyd(scan: xr.Dataset, path: str | os.PathLike, prepare_kwargs: Mapping[str, Any] | None = None, *,
                     overwrite: bool = False, progress: bool | None = None, resume: bool = False,
                     runner: Runner | str | None = None, options: WriteOptions | None = None,

@@ -38,14 +38,13 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from . import config
 from .errors import GeometryError, ParameterError, ScanError
 from .labels import annotate, decode_attrs, info_of, is_encoded
 
 #: The eight keys ptypy writes to (and reads from) ``meta/`` of a ``.ptyd``.
 META_KEYS = ("version", "num_frames", "label", "shape", "psize", "energy", "center", "distance")
 
-#: Default size of a Dask block built from in-memory frames, bytes.
-DEFAULT_BLOCK_BYTES = 64 * 2**20
 
 AXIS = ("y", "x")
 
@@ -87,7 +86,7 @@ def _as_dask_frames(frames: Any, chunks: Any) -> da.Array:
             frame_chunks = arr.chunks[0]
         else:
             frame_bytes = max(1, shape[1] * shape[2] * dtype.itemsize)
-            frame_chunks = max(1, DEFAULT_BLOCK_BYTES // frame_bytes)
+            frame_chunks = max(1, int(config.get("block-bytes.arrays")) // frame_bytes)
     else:
         frame_chunks = _check_chunks(chunks, shape[0])
     if arr is None:

@@ -17,12 +17,12 @@ from conftest import REPO
 HEAVY = ("dask", "distributed", "xarray", "numba", "h5py", "numpy", "hdf5plugin", "matplotlib")
 
 PUBLIC = sorted([
-    "EOS", "FormatError", "GeometryError", "GrowingHdf5", "LiveScan", "META_KEYS", "OutputError",
+    "EOS", "FormatError", "GeometryError", "GrowingHdf5", "Hdf5Loader", "LiveScan", "META_KEYS", "OutputError",
     "OutputExistsError", "ParameterError", "PtyScan", "PtydScan", "PtydaskError", "RecipeError", "ScanError",
     "ScanPtyScan", "SourceError", "TiffFolder", "WAIT", "connect", "follow", "frames_expected",
     "frames_present", "from_arrays", "is_complete", "meta_of", "open_frames", "open_ptyd", "packages",
     "prepare", "prepare_mpi", "prepare_to_ptyd", "split_scan", "to_ptyd", "to_ptyd_distributed",
-    "to_ptyd_mpi", "validate_scan",
+    "to_ptyd_mpi", "validate_scan", "WriteOptions", "to_cxi",
 ])
 
 

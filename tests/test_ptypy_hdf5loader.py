@@ -82,8 +82,6 @@ def test_ptypy_style_tree_with_numpy_values_and_raster_positions(tmp_path):
                                   np.stack([slow.ravel(), fast.ravel()], axis=1)[order])
 
 
-@pytest.mark.xfail(strict=True, reason="an entry_1 group makes the file CXI even with an explicit key: fixed in "
-                   "the source registry by another change of issue #16 (remove this mark once merged)")
 def test_explicit_key_wins_over_an_entry_1_group(tmp_path):
     import h5py
 

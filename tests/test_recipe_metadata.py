@@ -178,3 +178,21 @@ def test_frames_too_large_for_memory_are_refused_by_the_dry_run(real_data, tmp_p
         name = "padding" if "padding" in extra else "shape"
         assert len(err) == 1 and f"{name}: " in err[0] and "GiB" in err[0] and "fit this machine" in err[0]
     assert not (tmp_path / "o.ptyd").exists()
+
+
+def test_cli_writes_cxi_that_open_frames_reads_back(real_data, tmp_path: Path) -> None:
+    """``ptydask prepare --format cxi``: the prepared frames, weights, positions and geometry of the API,
+    in the CXI layout, read back by ``open_frames`` (issue 15)."""
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"intensities": {"file": str(real_data / R)}, "shape": 64}))
+    out = tmp_path / "prepared.cxi"
+    assert main(["prepare", str(recipe), "--dfile", str(out), "--format", "cxi", "--no-progress"]) == 0
+    api = ptydask.prepare(ptydask.open_frames(str(real_data / R)), shape=64, center="fftshift")
+    back = ptydask.open_frames(str(out))
+    np.testing.assert_array_equal(back["data"].values, api["data"].values)
+    np.testing.assert_array_equal(back["weights"].values > 0, api["weights"].values > 0)
+    np.testing.assert_allclose(back["positions"].values, api["positions"].values, rtol=1e-12, atol=1e-15)
+    for q in ("energy", "distance"):
+        np.testing.assert_allclose(back.attrs[q], api.attrs[q], rtol=1e-9)
+    np.testing.assert_allclose(back.attrs["psize"], api.attrs["psize"], rtol=1e-9)
+    assert main(["prepare", str(recipe), "--dfile", str(out), "--format", "cxi", "--resume"]) == 2

@@ -38,7 +38,7 @@ from typing import Any, Callable, Optional
 import h5py
 import numpy as np
 
-from .. import buffers
+from .. import buffers, config
 
 H5Z_FLAG_REVERSE = 0x0100
 DEFLATE, SHUFFLE = 1, 2
@@ -205,10 +205,6 @@ def stored_runs(dset: h5py.Dataset) -> Optional[StoredRuns]:
         return None
 
 
-#: Uncompressed frames stored in one run are mapped onto the file (copy-on-write, no copy);
-#: ``PTYDASK_MAP_READ=0`` copies them into new arrays instead.
-MAP_READ = os.environ.get("PTYDASK_MAP_READ", "1") != "0"
-
 #: Bytes per ``preadv`` call of a raw read (pieces run in parallel on the pool).
 PIECE_BYTES = 8 * 2**20
 #: Reads of fewer bytes than this decode in the calling thread (the pool pays off on larger ones).
@@ -242,9 +238,9 @@ def map_stored(path: str, plan: StoredRuns, start: int, stop: int, dtype: np.dty
 def unfiltered_frames(path: str, plan: StoredRuns, start: int, stop: int, dtype: np.dtype,
                       frame_shape: tuple[int, int]) -> np.ndarray:
     """Frames ``start:stop`` of an unfiltered dataset of the file ``path``: mapped onto the file when they
-    lie in one stored run (:func:`map_stored`, unless ``PTYDASK_MAP_READ=0``), else read into a new array
-    (:func:`read_stored`)."""
-    if MAP_READ and stop > start:
+    lie in one stored run (:func:`map_stored`, copy-on-write, unless the ``ptydask.map-read`` setting is
+    false), else read into a new array (:func:`read_stored`)."""
+    if config.get("map-read") and stop > start:
         mapped = map_stored(path, plan, start, stop, dtype, frame_shape)
         if mapped is not None:
             return mapped

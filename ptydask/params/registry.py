@@ -51,6 +51,9 @@ HDF5_NAMES = ("Hdf5Loader", "Hdf5LoaderFast")
 STAGES = ("source", "prepare", "meta", "output", "unused")
 
 
+#: The ``.ptyd`` save modes (one chunk group per block, one linked part file per block, one chunk).
+SAVE_MODES = ("append", "link", "merge")
+
 @dataclass(frozen=True)
 class Param:
     """One ``scan.data`` parameter.
@@ -139,7 +142,7 @@ PARAMS: tuple[Param, ...] = (
       ".ptyd given as `source`", stage="source", uses="recipe ptyscan plugin", default_in={"plugin": "PtydaskScan"},
       kind_in={"ptyscan": Text(describe="a class name")}),
     P("dfile", None, FilePath(), "output .ptyd file (CLI `--dfile` overrides)", stage="output", uses="recipe ptyscan"),
-    P("save", None, Choice((None, "append", "link", "merge")), "save mode; null = 'append' (ptydask always writes "
+    P("save", None, Choice((None, *SAVE_MODES)), "save mode; null = 'append' (ptydask always writes "
       "a file)", stage="output", uses="recipe ptyscan"),
     P("chunk_format", ".chunk%02d", Text(describe="a printf pattern with one integer field"),
       "part-file suffix in 'link' mode (ptypy ignores it)", stage="output", uses="recipe ptyscan"),
@@ -211,9 +214,14 @@ PARAMS: tuple[Param, ...] = (
     # --- ptydask extensions
     P("rebin_mode", "mean", Choice(("mean", "sum")), "'mean' (ptypy) or 'sum' (keeps photon counts)",
       stage="prepare", ext=True, uses="recipe prepare ptyscan plugin"),
-    P("hot_pixels", None, Number(lo=0, strict=True), "mask hot pixels: sigma of the hot-pixel test",
+    P("hot_pixels", None, Number(lo=0, strict=True), "mask hot pixels: sigma of the hot-pixel test (summed counts "
+      "over 2x the brightest neighbour's and a binomial tail below Phi(-sigma), also without the pixel's "
+      "brightest frame; at most Phi(-sigma) false positives per good pixel; ptydask.steps.badpixels)",
       stage="prepare", ext=True, uses="recipe prepare"),
-    P("dead_pixels", False, Flag(), "mask pixels that never count", stage="prepare", ext=True, uses="recipe prepare"),
+    P("dead_pixels", False, Flag(), "mask pixels that never count where their neighbours prove they should have "
+      "(single pixels, small clusters, blocks up to ~8x8, dead lines; larger zero regions are shadows and "
+      "kept), and pixels whose values are all negative (detector gaps); ptydask.steps.badpixels",
+      stage="prepare", ext=True, uses="recipe prepare"),
     P("saturation", None, Number(lo=0, strict=True), "mask pixels reaching this raw count in any frame",
       stage="prepare", ext=True, unit="counts", uses="recipe prepare"),
     P("adu_per_photon", None, NumberOrRef(lo=0, strict=True), "detector counts per photon: frames (after dark, "

@@ -8,18 +8,22 @@ it is built; the writers take it (or the same keywords) and never re-check.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..params.registry import SAVE_MODES
 from ..errors import OutputError, OutputExistsError, ParameterError
 
 __all__ = ["SAVE_MODES", "WriteOptions", "check_output"]
 
+#: The one integer field a ``chunk_format`` may hold (``%d``, ``%03d``, ``%2i``): no ``%c``, no huge widths.
+_FIELD = re.compile(r"%0?[1-9]?[0-9]?[diu]")
+
 #: How the frames are stored: a group per block, a part file per block, or one group.
-SAVE_MODES = ("append", "link", "merge")
 
 
 def _is_int(value: Any) -> bool:
@@ -57,14 +61,14 @@ class WriteOptions:
         if self.save not in SAVE_MODES:
             raise ParameterError(f"save: expected one of {', '.join(map(repr, SAVE_MODES))}, got {self.save!r}")
         fmt = self.chunk_format
-        try:
-            first, second = fmt % 0, fmt % 1
-        except (TypeError, ValueError):
+        if not isinstance(fmt, str) or len(_FIELD.findall(fmt.replace("%%", ""))) != 1 \
+                or "%" in _FIELD.sub("", fmt.replace("%%", "")):
             raise ParameterError(
-                f"chunk_format: expected a printf pattern with one integer field such as '.chunk%02d', got {fmt!r}"
-            ) from None
-        if not isinstance(fmt, str) or "/" in first or os.sep in first or first == second:
-            raise ParameterError(f"chunk_format: {fmt!r} must give distinct bare file-name suffixes")
+                f"chunk_format: expected a printf pattern with one integer field (%d, %02d, ... width up to 2 "
+                f"digits) such as '.chunk%02d', got {fmt!r}")
+        first, second = fmt % 0, fmt % 1
+        if "/" in first or os.sep in first or not first.isprintable() or first == second:
+            raise ParameterError(f"chunk_format: {fmt!r} must give distinct bare, printable file-name suffixes")
         if self.compression not in (None, "gzip"):
             raise ParameterError(f"compression: expected 'gzip' or None, got {self.compression!r} "
                                  "(files for ptypy must use filters built into h5py)")
@@ -112,3 +116,11 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise OutputError(f"{path}: cannot create the output folder {parent}: {exc.strerror or exc}") from exc
     if not os.access(parent, os.W_OK):
         raise OutputError(f"{path}: the folder {parent} is not writable")
+    try:
+        limit = os.pathconf(parent, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        limit = 255
+    longest = len(os.fsencode(path.name)) + len(".incomplete") + 16  # + a part suffix, e.g. ".chunk0123"
+    if longest > limit:
+        raise OutputError(f"{path}: the file name has {len(os.fsencode(path.name))} bytes; with the "
+                          f"suffixes ptydask adds while writing it must stay under {limit - 27} on this file system")

@@ -18,10 +18,11 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ..errors import OutputExistsError, PtydaskError, ScanError
+from ..errors import OutputExistsError, ParameterError, PtydaskError, ScanError
 from ..onepass import prepare_to_ptyd
 from ..params.registry import vocabulary
 from ..ptyd import open_ptyd
+from ..sinks import to_cxi
 from ..sources import open_frames
 from ..steps import prepare
 from ..steps.pipeline import plan_prepare
@@ -32,6 +33,8 @@ from .model import Recipe, error
 #: also takes (``num_frames`` is set below, it follows ``positions_theory``).
 PREPARE_KEYS = tuple(p.path for p in vocabulary("recipe") if "prepare" in p.uses and p.path != "num_frames")
 GEOMETRY = ("energy", "distance", "psize")
+#: What ``run_recipe`` can write.
+OUTPUT_FORMATS = ("ptyd", "cxi")
 
 
 def _tuple(v: Any) -> Any:
@@ -241,19 +244,27 @@ def run_recipe(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
+    output_format: str = "ptyd",
 ) -> RecipeResult:
-    """Run a recipe end to end: read the raw frames, prepare them, write the ``.ptyd``.
+    """Run a recipe end to end: read the raw frames, prepare them, write the ``.ptyd`` (or CXI file).
 
     recipe : a :class:`Recipe` (see :func:`load_recipe`), a JSON/YAML file, or a mapping.
     dry_run : validate and open the sources lazily, write nothing; ``result.plan`` is the plan text.
     resume : continue an interrupted ``append`` write (``to_ptyd(resume=True)``).
     overwrite : replace an existing output.   progress : progress bar (None: on a terminal).
+    output_format : ``"ptyd"`` (one read of the raw frames, :func:`~ptydask.prepare_to_ptyd`) or
+        ``"cxi"`` (:func:`ptydask.sinks.to_cxi` of the prepared Scan; the recipe's ``save`` and
+        ``chunk_format`` do not apply, a CXI file holds one frame dataset).
 
     Errors are :class:`~ptydask.errors.PtydaskError` subclasses whose message starts with the recipe file.
     """
     t0 = time.perf_counter()
+    if output_format not in OUTPUT_FORMATS:
+        raise ParameterError(f"output_format: expected one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
     recipe = load_recipe(recipe)
     path = output_path(recipe)
+    if output_format == "cxi" and resume:
+        raise ParameterError("resume: a CXI write cannot be resumed (only .ptyd 'append' writes can)")
     out = output_kwargs(recipe, overwrite=overwrite, resume=resume, progress=progress)
     try:
         if dry_run:
@@ -265,7 +276,12 @@ def run_recipe(
         if path.exists() and not overwrite:  # before any expensive step
             raise OutputExistsError(f"{path}: exists; pass overwrite=True (CLI: --overwrite) to replace it")
         scan = open_recipe_source(recipe)
-        prepared = prepare_to_ptyd(scan, path, prepare_kwargs(recipe, scan), **out)
+        if output_format == "cxi":
+            prepared = prepare(scan, **prepare_kwargs(recipe, scan))
+            to_cxi(prepared, path, overwrite=overwrite, progress=progress, compression=out["compression"],
+                   compression_level=out["compression_level"])
+        else:
+            prepared = prepare_to_ptyd(scan, path, prepare_kwargs(recipe, scan), **out)
     except PtydaskError as exc:
         if str(exc).startswith(recipe.where):
             raise
@@ -275,7 +291,8 @@ def run_recipe(
     return RecipeResult(
         path=path, frames=int(data.shape[0]), shape=(int(data.shape[1]), int(data.shape[2])), dtype=str(data.dtype),
         center=None if center is None else (float(center[0]), float(center[1])),
-        size=_output_size(path, out["save"], out["chunk_format"]), seconds=time.perf_counter() - t0,
+        size=_output_size(path, out["save"] if output_format == "ptyd" else "append", out["chunk_format"]),
+        seconds=time.perf_counter() - t0,
     )
 
 

@@ -13,9 +13,6 @@ from typing import Sequence
 import dask.array as da
 import numpy as np
 
-#: Target size of one Dask block built by the sources, bytes.
-DEFAULT_BLOCK_BYTES = 128 * 2**20
-
 
 class FrameReader:
     """Base class: a stack of ``shape = (N, H, W)`` frames of ``dtype``, read by frame ranges.

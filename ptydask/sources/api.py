@@ -12,7 +12,7 @@ import xarray as xr
 from ..errors import ParameterError
 from ..scan import from_arrays
 from . import corrections
-from ._lazy import DEFAULT_BLOCK_BYTES
+from .. import config
 from ..io.links import external_links
 from .geometry import resolve_geometry
 from .base import FileRef
@@ -85,7 +85,7 @@ def open_frames(source: Any, key: str | None = None, *, allow_external_links: bo
         ``energy`` (keV), ``distance`` (m), ``psize`` (m, one value or (y, x));
         ``recorded_energy``/``recorded_distance``/``recorded_psize``
         (``{file, key, multiplier, offset}``); ``electron_data``;
-        ``block_bytes`` (Dask block size, default 128 MiB); ``format`` (force
+        ``block_bytes`` (Dask block size, default the ``ptydask.block-bytes.sources`` setting, 128 MiB); ``format`` (force
         one of :func:`~ptydask.sources.format_names`); ``label``, ``center``, ``propagation``, ``version``.
     allow_external_links : follow links whose target lies outside the folder of the
         file named (HDF5 external links, also behind soft links, virtual-dataset
@@ -109,7 +109,7 @@ def _open_frames(source: Any, key: str | None, spec: dict[str, Any]) -> xr.Datas
             if name in spec:
                 raise ParameterError(f"open_frames: give either {name!r} or {alias!r}, not both")
             spec[name] = spec.pop(alias)
-    block_bytes = int(spec.get("block_bytes") or DEFAULT_BLOCK_BYTES)
+    block_bytes = int(spec.get("block_bytes") or config.get("block-bytes.sources"))
     if block_bytes < 1:
         raise ParameterError(f"block_bytes: must be >= 1, got {spec.get('block_bytes')!r}")
     outer_index = spec.get("outer_index")

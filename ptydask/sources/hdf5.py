@@ -27,12 +27,8 @@ from ..errors import PtydaskError, SourceError
 from ..io import fastread
 from ..io.hdf5 import HDF5_FAILURES, hdf5_guard, open_hdf5
 from ..io.links import LinkPolicy, members
-from .. import buffers
+from .. import buffers, config
 from ._lazy import FrameReader, as_dask, frames_per_block, split
-
-#: Read compressed whole-frame chunks raw and decode them in a thread pool (``ptydask.io.fastread``);
-#: ``PTYDASK_FAST_READ=0`` lets HDF5 decode everything (on one thread).
-FAST_READ = os.environ.get("PTYDASK_FAST_READ", "1") != "0"
 
 #: HDF5 filter id -> (name, pip package that provides it).
 KNOWN_FILTERS = {
@@ -204,7 +200,9 @@ class Hdf5Reader(FrameReader):
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         plan = None
-        if FAST_READ and self.outer is None and len(self.dshape) == 3 and stop > start:
+        # compressed whole-frame chunks read raw and decoded in a thread pool (``ptydask.io.fastread``)
+        # unless the ``ptydask.fast-read`` setting is false (HDF5 then decodes, on one thread)
+        if config.get("fast-read") and self.outer is None and len(self.dshape) == 3 and stop > start:
             plan = self._fast_plan()
             if plan is not None and plan.stored is not None:  # mapped, or plain parallel file reads
                 return fastread.unfiltered_frames(plan.path, plan.stored, start, stop, self.dtype, self.shape[1:])

@@ -143,14 +143,12 @@ class PreparePlan:
             return self.raw_center
         return inside(measured.center, self.geom.padded, "automatic centre")
 
-    def build(self, measured: Measured, counted: dict[str, Any], recorder: Any = None) -> xr.Dataset:
-        """The lazy prepared Scan for the reductions ``measured``/``counted``. ``recorder``: an object whose
-        ``record(block_index, raw_block)`` each frame block is handed to when the prepared frames are
-        computed (see ``ptydask.steps.speculative``)."""
+    def build(self, measured: Measured, counted: dict[str, Any]) -> xr.Dataset:
+        """The lazy prepared Scan for the reductions ``measured``/``counted``."""
         geom, inputs = self.geom, self.inputs
         resolved = self.center(measured)
         window = geom.window(resolved)
-        data = _frames(self.frames, inputs, geom, window, self.rebin_mode, recorder)
+        data = _frames(self.frames, inputs, geom, window, self.rebin_mode)
         weights = _weights(self.frames, inputs, geom, window, measured)
         info = _info(self.scan, geom, resolved, self.center_rule, self.auto_center, self.rebin_mode, self.keep,
                      inputs, measured, self.square_note, counted, self.masks)
@@ -285,35 +283,16 @@ def _empty(arr: Optional[da.Array]) -> Optional[np.ndarray]:
     return np.zeros(shape, dtype=arr.dtype)
 
 
-def _frames(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[Window], mode: str,
-            recorder: Any = None) -> da.Array:
-    """The prepared frames: one ``map_blocks`` task per block (the input itself if nothing changes and
-    nothing is recorded)."""
-    unchanged = window is None and not inputs.corrects and not any(geom.padding)
-    if unchanged and recorder is None:
+def _frames(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[Window], mode: str) -> da.Array:
+    """The prepared frames: one ``map_blocks`` task per block (the input itself if nothing changes)."""
+    if window is None and not inputs.corrects and not any(geom.padding):
         return frames
     kw = dict(padding=geom.padding, window=window, orientation=geom.orientation, rebin=geom.rebin, mode=mode,
               steps=inputs.steps)
     sides = (inputs.dark, inputs.flat, inputs.divisor, inputs.multiplier, *inputs.sides)
-    if unchanged:
-        meta = _empty(frames)
-        return da.map_blocks(_recorded, frames, recorder=recorder, kernel=None, name=f"prepared-{recorder.token}",
-                             dtype=frames.dtype, meta=meta)
     meta = kernels.frames_block(_empty(frames), *(_empty(a) for a in sides), **kw)
     chunks = (frames.chunks[0], (meta.shape[1],), (meta.shape[2],))
-    if recorder is not None:
-        return da.map_blocks(_recorded, frames, *sides, recorder=recorder, kernel=kw, chunks=chunks, meta=meta,
-                             name=f"prepared-{recorder.token}")
     return da.map_blocks(kernels.frames_block, frames, *sides, **kw, chunks=chunks, meta=meta)
-
-
-def _recorded(frames: np.ndarray, *sides: Optional[np.ndarray], recorder: Any, kernel: Optional[dict],
-              block_info: Optional[dict] = None) -> np.ndarray:
-    """``kernels.frames_block`` (keywords ``kernel``; ``None``: the frames as they are) of one block, after
-    handing the raw block to ``recorder``."""
-    if block_info is not None:  # dask's dry runs (meta inference) have none
-        recorder.record(block_info[0]["chunk-location"][0], frames)
-    return frames if kernel is None else kernels.frames_block(frames, *sides, **kernel)
 
 
 def _weights(frames: da.Array, inputs: Inputs, geom: Geometry, window: Optional[Window],
