@@ -17,7 +17,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 import pytest
-from scipy import ndimage
+from scipy import ndimage, special, stats
 
 from ptydask.scan import from_arrays
 from ptydask.steps import prepare
@@ -48,16 +48,22 @@ def _reference(frames, weights, user, hot, dead, saturated, center_auto):
     if saturated:
         counts["saturated"] = int((peak >= 4000).sum())
         bad |= peak >= 4000
-    if dead:
-        counts["dead"] = int((peak <= 0).sum())
+    if dead:  # on these frames the dead column is the only zero region, and bright enough for the
+        counts["dead"] = int((peak <= 0).sum())  # rule of ptydask.steps.badpixels to prove every pixel dead
         bad |= peak <= 0
-    if hot:
-        population = valid & ~bad
-        s = np.where(population, np.maximum(total, 0), 0.0)
+    if hot:  # ptydask.steps.badpixels: 2x the brightest neighbour and a Chernoff binomial tail below
+        population = valid & ~bad  # Phi(-6), with and without each pixel's brightest frame
         ring = np.ones((3, 3), bool)
         ring[1, 1] = False
-        b = ndimage.maximum_filter(s, footprint=ring, mode="constant", cval=0.0)
-        found = population & (s - b > 6.0 * np.sqrt(b + 1)) & (s > 2 * b)
+
+        def spikes(summed):
+            s = np.where(population, np.maximum(summed, 0), 0.0)
+            b = ndimage.maximum_filter(s, footprint=ring, mode="constant", cval=0.0)
+            a = np.divide(s, s + b, out=np.zeros_like(s), where=s + b > 0)
+            kl = special.xlogy(a, 2 * a) + special.xlogy(1 - a, 2 * (1 - a))
+            return (s > 2 * b) & (a > 0.5) & ((s + b) * kl > -np.log(stats.norm.sf(6.0)))
+
+        found = population & spikes(total) & spikes(total - peak)
         counts["hot"] = int(found.sum())
         bad |= found
     if user is not None:

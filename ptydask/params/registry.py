@@ -324,10 +324,10 @@ def children(group: str) -> list[str]:
 
 #: ptypy's ``type`` names for each kind of value (the first class in a kind's MRO that is listed).
 PTYPY_TYPES: dict[type, str] = {
-    Flag: "bool", Integer: "int", NumberOrRef: "float, int, Param", NumberOrPair: "float, int, tuple, list",
+    Flag: "bool", Integer: "int", NumberOrRef: "float, int", NumberOrPair: "float, int, tuple, list",
     Number: "float, int", Choice: "str", Orientation: "int, tuple, list, bool", Center: "str, tuple, list, array",
     Shape: "int, tuple, list", Bounds: "tuple, list, array", IntList: "list, tuple, array",
-    PositionList: "list, tuple, array", FilePath: "str", Text: "str", ArrayLike: "array, list, tuple, Param",
+    PositionList: "list, tuple, array", FilePath: "str", Text: "str", ArrayLike: "array, list, tuple",
 }
 
 

@@ -23,7 +23,7 @@ from .ptypy_doc import defaults_section, with_defaults
 from .readers import ScanPtyScan
 
 #: prepare keywords (besides the ``scan.data`` ones) a recipe can give: the registry's prepare_options.
-_OPTIONS = prepare_only()
+RECIPE_OPTIONS = prepare_only()
 #: table parameters that are ptydask's ``PtyScan`` parameters or groups of the Hdf5Loader tree.
 _TOP = tuple(dict.fromkeys(p.split(".")[0] for p in BY_PATH if p != "source"))
 _EXTRA = {"overwrite": (False, "bool", "Replace an existing dfile when saving (ptypy renames it to .old)"),
@@ -84,7 +84,7 @@ def recipe_options(recipe: Any, scan: Any) -> tuple[dict[str, Any], Optional[int
     from ..recipe.run import prepare_kwargs
 
     kw = prepare_kwargs(recipe, scan)
-    return {k: kw[k] for k in _OPTIONS if kw.get(k) is not None}, kw.get("num_frames")
+    return {k: kw[k] for k in RECIPE_OPTIONS if kw.get(k) is not None}, kw.get("num_frames")
 
 
 Hdf5Loader.__doc__ = with_defaults(Hdf5Loader.__doc__, defaults_section("Hdf5Loader", extra=_EXTRA))
