@@ -67,8 +67,10 @@ class WriteOptions:
                 f"chunk_format: expected a printf pattern with one integer field (%d, %02d, ... width up to 2 "
                 f"digits) such as '.chunk%02d', got {fmt!r}")
         first, second = fmt % 0, fmt % 1
-        if "/" in first or os.sep in first or not first.isprintable() or first == second:
-            raise ParameterError(f"chunk_format: {fmt!r} must give distinct bare, printable file-name suffixes")
+        if "/" in first or os.sep in first or first == second:
+            raise ParameterError(f"chunk_format: {fmt!r} must give distinct bare file-name suffixes")
+        if not first.isprintable():
+            raise ParameterError(f"chunk_format: {fmt!r} must give printable file-name suffixes")
         if self.compression not in (None, "gzip"):
             raise ParameterError(f"compression: expected 'gzip' or None, got {self.compression!r} "
                                  "(files for ptypy must use filters built into h5py)")
