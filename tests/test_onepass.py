@@ -17,7 +17,7 @@ from ptydask.errors import GeometryError
 from ptydask.ptyd.layout import tmp_name
 from ptydask.scan import from_arrays
 from ptydask.steps import pipeline, speculative
-from ptydask.steps.reductions import TreeFold, _fold_stats, _tree
+from ptydask.steps.reduction import TreeFold, fold_stats, tree
 
 H = W = 32
 
@@ -251,8 +251,8 @@ def test_error_in_the_final_measurement_leaves_nothing(tmp_path, monkeypatch):
 def test_tree_fold_in_any_order_equals_the_lazy_tree(n, split_every, seed):
     rng = np.random.default_rng(seed)
     parts = [np.stack([rng.random((3, 4)), rng.random((3, 4)) * 1e6]) for _ in range(n)]
-    expected = dask.compute(_tree(_fold_stats, parts, split_every))[0]
-    fold = TreeFold(_fold_stats, n, split_every)
+    expected = dask.compute(tree(fold_stats, parts, split_every))[0]
+    fold = TreeFold(fold_stats, n, split_every)
     for i in rng.permutation(n):
         fold.add(int(i), parts[i])
     assert np.array_equal(fold.result, expected)

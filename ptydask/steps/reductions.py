@@ -24,10 +24,7 @@ from ..errors import GeometryError
 from . import badpixels, compiled, kernels
 from .geometry import Orientation, Window
 from .inputs import Inputs
-from .reduction import PIXEL_STATS, TreeFold, fold_stats, tree  # noqa: F401 - TreeFold, fold_stats: re-exported
-
-#: The names the one-read recorder and its tests used (the reductions' tree now lives in ``.reduction``).
-_tree, _fold_stats = tree, fold_stats
+from .reduction import PIXEL_STATS
 
 
 #: Turns the reduction values of a part of a scan into those of the whole scan.
@@ -325,15 +322,16 @@ def mean_centre(per_frame: np.ndarray) -> tuple[tuple[float, float], int]:
 def automatic_masks(values: dict[str, Any], masks: MaskRequest) -> tuple[np.ndarray, dict[str, int]]:
     """Combine the per-pixel statistics into one bad-pixel map (True = invalid) and per-kind counts.
 
-    ``values``: ``max``, ``sum`` and ``valid`` (H, W) over ``frames`` frames (without ``frames``, counts
-    are taken as single quanta: :func:`.badpixels.count_quantum`). Saturated: ``max >= saturation``. Dead: a pixel
-    never above 0 that Poisson statistics say should have counted (:mod:`.badpixels`), or one whose
-    values are all negative (detectors mark gaps and bad pixels so: Pilatus -1/-2). Hot:
+    ``values``: ``max``, ``sum`` and ``valid`` (H, W) over ``frames`` frames (without ``frames``,
+    counts are taken as single quanta: :func:`.badpixels.count_quantum`). Saturated:
+    ``max >= saturation``. Dead: a pixel never above 0 that Poisson statistics say should have
+    counted (:mod:`.badpixels`), or one whose values are all negative (detectors mark gaps and bad
+    pixels so: Pilatus -1/-2). Hot:
     :func:`.badpixels.hot_pixels`, also without each pixel's brightest frame (a flash in one frame is
     no hot pixel; one frame shows none). Each kind is judged among the pixels the earlier kinds left valid.
     """
     counts: dict[str, int] = {}
-    shape = next(np.shape(values[k]) for k in ("max", "sum") if k in values)
+    shape = np.shape(values["max"])
     bad = np.zeros(shape, dtype=bool)
     if masks.saturation is not None:
         sat = values["max"] >= masks.saturation
